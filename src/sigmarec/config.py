@@ -1,0 +1,225 @@
+"""Typed configuration: dataclass defaults in code, overridden by YAML files and ``key=value`` pairs.
+
+A run's configuration has four fixed sections (``data``, ``train``, ``eval``, ``protocol``) and a
+``model`` section whose type depends on the chosen model (each model registers its own dataclass).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that does not fit the typed schema."""
+
+
+@dataclass
+class DataConfig:
+    """Where the interactions come from and how they are cleaned (see ``data/preprocess.py``)."""
+
+    dataset: str = "synthetic"  # catalog name or a file path
+    format: str = "auto"  # auto|s3rec|csv|parquet|atomic|ml-dat|ml-udata|amazon-json|amazon-csv
+    sep: str | None = None  # delimiter for csv-like files (None: guess from the extension)
+    user_col: str = "user"
+    item_col: str = "item"
+    time_col: str | None = "timestamp"
+    rating_col: str | None = None
+    min_rating: float | None = None  # keep interactions with rating >= this
+    duplicates: str = "keep"  # keep|first|last: repeated (user, item) pairs
+    user_core: int = 0  # iterative k-core: minimum interactions per user (0 = off)
+    item_core: int = 0  # minimum interactions per item (0 = off)
+    max_len: int = 50  # maximum history length fed to a model
+    cache_dir: str | None = None  # processed-data cache (default: ~/.cache/sigmarec)
+    data_dir: str | None = None  # where catalog files are looked for (default: ../shared/data, ./data)
+    synthetic_seed: int = 0
+    synthetic_users: int = 2000
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, early stopping and checkpointing (see ``train/trainer.py``)."""
+
+    optimizer: str = "adam"  # adam|adamw
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: int = 200
+    patience: int = 10  # epochs without validation improvement before stopping
+    valid_metric: str = "ndcg@20"
+    eval_every: int = 1
+    clip_grad: float | None = 5.0
+    seed: int = 42
+    device: str = "auto"  # auto|cpu|cuda|cuda:N
+    amp: bool = True  # mixed precision, used on CUDA only
+    num_threads: int | None = None  # torch intra-op threads on CPU (None: torch default)
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Ranking protocol (see ``evaluate/``)."""
+
+    ks: list[int] = field(default_factory=lambda: [10, 20, 40])
+    exclude_history: bool = True
+    batch_size: int = 1024
+    sampled_negatives: int = 0  # 0: full ranking; N > 0: rank the target against N sampled items
+    sampler: str = "uniform"  # uniform|popularity
+    sampler_seed: int = 0
+
+
+@dataclass
+class ProtocolConfig:
+    name: str = "loo"
+    train_windows: str = "all"  # all: long sequences cut into windows so every position is a target; last: only the last window
+
+
+SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "protocol": ProtocolConfig}
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; written to ``config.yaml`` in the run directory."""
+
+    model_name: str
+    model: Any
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model_name": self.model_name, "model": dataclasses.asdict(self.model)}
+        for name in SECTIONS:
+            out[name] = dataclasses.asdict(getattr(self, name))
+        return out
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert ``value`` to the annotated type ``tp`` or raise a ConfigError naming ``where``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: cannot use {value!r}")
+    if origin is list:
+        (inner,) = typing.get_args(tp) or (Any,)
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            f = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        if f != int(f):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(f)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def update_dataclass(obj: Any, values: dict[str, Any], where: str) -> Any:
+    """Return a copy of dataclass ``obj`` with ``values`` applied, type-checked field by field."""
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown key {where}.{key}; known keys: {', '.join(sorted(names))}")
+        changes[key] = _coerce(value, hints[key], f"{where}.{key}")
+    return dataclasses.replace(obj, **changes)
+
+
+def parse_set(pairs: list[str]) -> dict[str, Any]:
+    """Turn ``["train.lr=1e-3", "eval.ks=[10,20]"]`` into a nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"--set key must be section.field (e.g. train.lr), got {key!r}")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        out.setdefault(parts[0], {})[parts[1]] = value
+    return out
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict merge; ``extra`` wins."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (data, train, eval, protocol, model)")
+    return data
+
+
+def build_config(model_name: str, model_cls: type, values: dict[str, Any]) -> RunConfig:
+    """Build a RunConfig for ``model_name`` from a nested dict of overrides."""
+    values = dict(values)
+    values.pop("model_name", None)
+    unknown = set(values) - set(SECTIONS) - {"model"}
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected model, {', '.join(SECTIONS)}")
+    kwargs: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        section = values.get(name) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"section {name} must be a mapping, got {section!r}")
+        kwargs[name] = update_dataclass(cls(), section, name)
+    model_values = values.get("model") or {}
+    if not isinstance(model_values, dict):
+        raise ConfigError(f"section model must be a mapping, got {model_values!r}")
+    model = update_dataclass(model_cls(), model_values, "model")
+    return RunConfig(model_name=model_name, model=model, **kwargs)
