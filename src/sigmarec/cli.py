@@ -1,0 +1,189 @@
+"""Command-line interface: ``sigmarec data|train|evaluate|recommend|demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from sigmarec.config import ConfigError, DataConfig, parse_set, update_dataclass
+from sigmarec.data.sequences import DataError
+
+
+def _data_config(args: argparse.Namespace) -> DataConfig:
+    overrides = parse_set(args.set or [])
+    unknown = set(overrides) - {"data"}
+    if unknown:
+        raise ConfigError(f"only data.* keys apply here, got {sorted(unknown)}")
+    return update_dataclass(DataConfig(dataset=args.dataset), overrides.get("data", {}), "data")
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from sigmarec.data.catalog import CATALOG, cache_path, load_dataset
+
+    if args.action == "list":
+        for name, entry in CATALOG.items():
+            print(f"{name:10s} {entry.description}")
+        return 0
+    cfg = _data_config(args)
+    data = load_dataset(cfg)
+    stats = data.stats()
+    if args.action == "prepare":
+        stats["cache"] = str(cache_path(cfg))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        for k, v in stats.items():
+            print(f"{k:14s} {v:.4f}" if isinstance(v, float) else f"{k:14s} {v}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sigmarec.train.run import default_run_dir, make_config
+    from sigmarec.train.trainer import Trainer
+
+    overrides = parse_set(args.set or [])
+    if args.dataset:
+        overrides.setdefault("data", {})["dataset"] = args.dataset
+    if args.protocol:
+        overrides.setdefault("protocol", {})["name"] = args.protocol
+    cfg = make_config(args.model, overrides, args.config)
+    out = Path(args.out) if args.out else default_run_dir(cfg)
+    print(f"run directory: {out}", file=sys.stderr)
+    metrics = Trainer(cfg, out).fit()
+    print(json.dumps(metrics["test"], indent=2) if args.json else _table({cfg.model_name: metrics["test"]}, cfg.eval.ks))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from sigmarec.evaluate.evaluator import evaluate
+    from sigmarec.train.run import load_run
+
+    run = load_run(args.run_dir, args.checkpoint, args.device)
+    cases = run.split.valid if args.split == "valid" else run.split.test
+    metrics = evaluate(run.model, run.data, cases, run.cfg.eval, run.cfg.data.max_len, run.device)
+    print(json.dumps(metrics, indent=2) if args.json else _table({f"{run.cfg.model_name} ({args.split})": metrics}, run.cfg.eval.ks))
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from sigmarec.serve.recommender import Recommender
+    from sigmarec.train.checkpoint import write_text_atomic
+
+    rec = Recommender.from_run(args.run_dir, args.checkpoint, args.device)
+    if args.split:
+        frame = rec.recommend_split(args.split, args.k)
+    else:
+        if args.history:
+            items = rec.recommend([h.strip() for h in args.history.split(",") if h.strip()], args.k)
+        else:
+            items = rec.recommend_user(args.user, args.k)
+        import pandas as pd
+
+        frame = pd.DataFrame({"rank": range(1, len(items) + 1), "item": [i for i, _ in items], "score": [s for _, s in items]})
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(Path(args.output), frame.to_csv(index=False))
+        print(f"wrote {len(frame)} rows to {args.output}", file=sys.stderr)
+    else:
+        print(frame.to_csv(index=False), end="")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sigmarec.train.run import make_config
+    from sigmarec.train.trainer import Trainer
+
+    root = Path(args.out) / time.strftime("demo-%Y%m%d-%H%M%S")
+    results, timing = {}, {}
+    for model in ("sasrec", "gru4rec"):
+        cfg = make_config(model, {"data": {"dataset": "synthetic"}, "train": {"epochs": args.epochs, "patience": 5,
+                                                                             "progress": not args.quiet}})
+        metrics = Trainer(cfg, root / model).fit()
+        results[model] = metrics["test"]
+        lines = [json.loads(l) for l in (root / model / "epochs.jsonl").read_text().splitlines()]
+        timing[model] = sum(l["train_seconds"] for l in lines) / len(lines)
+    print(f"\nsynthetic data set, leave-one-out, full ranking (test split); runs in {root}\n")
+    print(_table(results, [10, 20], extra={"s/epoch": timing}))
+    return 0
+
+
+def _table(results: dict[str, dict[str, float]], ks: list[int], extra: dict[str, dict[str, float]] | None = None) -> str:
+    cols = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks] + ["mrr"]
+    extra = extra or {}
+    head = ["model"] + cols + list(extra)
+    rows = [[name] + [f"{m.get(c, float('nan')):.4f}" for c in cols] + [f"{extra[e][name]:.2f}" for e in extra]
+            for name, m in results.items()]
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    fmt = lambda r: "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sigmarec", description="Sequential recommendation: train, evaluate and serve models.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="inspect or prepare a data set")
+    d.add_argument("action", choices=["info", "prepare", "list"])
+    d.add_argument("dataset", nargs="?", default="synthetic", help="catalog name or file path")
+    d.add_argument("--set", action="append", metavar="data.KEY=VALUE", help="override a data setting")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_data)
+
+    t = sub.add_parser("train", help="train a model; resumes if --out holds an unfinished run")
+    t.add_argument("model", help="model name (sasrec, gru4rec, ...)")
+    t.add_argument("--dataset", help="catalog name or file path (default: synthetic)")
+    t.add_argument("--protocol", help="evaluation protocol (default: loo)")
+    t.add_argument("--config", help="YAML file with sections data, train, eval, protocol, model")
+    t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting, e.g. train.lr=1e-3")
+    t.add_argument("--out", help="run directory (default: runs/MODEL-DATASET-TIME)")
+    t.add_argument("--json", action="store_true", help="print test metrics as JSON")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a trained run")
+    e.add_argument("run_dir")
+    e.add_argument("--split", choices=["valid", "test"], default="test")
+    e.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true", help="print the metric dict as JSON")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("recommend", help="top-K items in original ids")
+    r.add_argument("run_dir")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--history", help="comma-separated item ids, oldest first")
+    src.add_argument("--user", help="a known user id: recommend after the whole sequence")
+    src.add_argument("--split", choices=["valid", "test"], help="every evaluation case: columns user,rank,item,score")
+    r.add_argument("-k", type=int, default=10)
+    r.add_argument("--output", help="CSV file (default: stdout)")
+    r.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    r.add_argument("--device", default="auto")
+    r.set_defaults(func=cmd_recommend)
+
+    m = sub.add_parser("demo", help="train on the bundled synthetic data set and print a comparison")
+    m.add_argument("--out", default="runs")
+    m.add_argument("--epochs", type=int, default=30)
+    m.add_argument("--quiet", action="store_true")
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, FileNotFoundError, KeyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command with the same --out to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

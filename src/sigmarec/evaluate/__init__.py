@@ -1,0 +1,20 @@
+"""Evaluation: full-ranking metrics and sampled negatives."""
+
+from sigmarec.evaluate.negatives import sample_negatives, sampled_ranks
+from sigmarec.evaluate.ranking import (
+    CoverageCounter,
+    RankAccumulator,
+    mask_scores,
+    metrics_from_ranks,
+    target_ranks,
+)
+
+__all__ = [
+    "CoverageCounter",
+    "RankAccumulator",
+    "mask_scores",
+    "metrics_from_ranks",
+    "sample_negatives",
+    "sampled_ranks",
+    "target_ranks",
+]

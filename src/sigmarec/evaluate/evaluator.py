@@ -1,0 +1,75 @@
+"""Full-ranking (or sampled) evaluation of any model through ``SequentialRecommender.score_all``."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from sigmarec.config import EvalConfig
+from sigmarec.data.batching import gather_left_padded
+from sigmarec.data.protocols import EvalSet
+from sigmarec.data.sequences import SequenceData
+from sigmarec.evaluate.negatives import sample_negatives, sampled_ranks
+from sigmarec.evaluate.ranking import CoverageCounter, mask_scores, metrics_from_ranks, target_ranks
+from sigmarec.models.base import SequentialRecommender
+
+
+def ragged_ranges(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate ``flat[starts[r]:ends[r]]`` for all r (vectorised) -> (values, offsets)."""
+    lengths = ends - starts
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return flat[idx], offsets
+
+
+@torch.no_grad()
+def scored_batches(model: SequentialRecommender, data: SequenceData, cases: EvalSet, max_len: int, device: torch.device,
+                   batch_size: int, exclude_history: bool) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Yield ``(rows, scores [B, N + 1])`` with padding and (optionally) history masked to -inf.
+
+    The model sees the last ``max_len`` items of each input; the exclusion uses the whole input.
+    This is the single code path behind ``evaluate`` and ``recommend --split``.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(cases), batch_size):
+            rows = slice(i, i + batch_size)
+            s, e = cases.starts[rows], cases.ends[rows]
+            inputs = torch.from_numpy(gather_left_padded(data.items, s, e, max_len)).to(device)
+            history = torch.from_numpy(gather_left_padded(data.items, s, e)).to(device)
+            targets = torch.from_numpy(np.asarray(cases.targets[rows], dtype=np.int64)).to(device)
+            scores = model.score_all(inputs).float()
+            yield rows, mask_scores(scores, history, targets, exclude_history)
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model: SequentialRecommender, data: SequenceData, cases: EvalSet, cfg: EvalConfig, max_len: int,
+             device: torch.device | str = "cpu") -> dict[str, float]:
+    """Metrics of ``model`` on ``cases``: full ranking by default, sampled when ``cfg.sampled_negatives > 0``."""
+    device = torch.device(device)
+    ks = sorted(cfg.ks)
+    negatives = None
+    if cfg.sampled_negatives > 0:
+        hist, offsets = ragged_ranges(data.items, cases.starts, cases.ends)
+        negatives = torch.from_numpy(
+            sample_negatives(hist, offsets, cases.targets, data.n_items, cfg.sampled_negatives, cfg.sampler,
+                             data.item_popularity(), cfg.sampler_seed)
+        ).to(device)
+    coverage = CoverageCounter() if negatives is None else None
+    ranks = []
+    for rows, scores in scored_batches(model, data, cases, max_len, device, cfg.batch_size, cfg.exclude_history):
+        targets = torch.from_numpy(np.asarray(cases.targets[rows], dtype=np.int64)).to(device)
+        if negatives is None:
+            ranks.append(target_ranks(scores, targets).cpu().numpy())
+            coverage.update(scores, max(ks))
+        else:
+            t = scores.gather(1, targets[:, None])[:, 0]
+            ranks.append(sampled_ranks(t, scores.gather(1, negatives[rows])).cpu().numpy())
+    out = metrics_from_ranks(np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64), ks)
+    if coverage is not None:
+        out.update(coverage.result(ks, data.n_items))
+    return out

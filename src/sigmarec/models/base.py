@@ -1,0 +1,50 @@
+"""The one interface every model implements; trainer, evaluator and server use nothing else."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from sigmarec.data.batching import Batch
+
+
+class SequentialRecommender(nn.Module):
+    """A model = a loss from a batch + user representations that score all items.
+
+    ``user_representation`` returns one vector per user ``[B, d]`` or K interest vectors
+    ``[B, K, d]``; ``item_embeddings`` returns ``[N + 1, d]`` (row 0 = padding). Scores are dot
+    products, max over interests for K vectors. Models with another scoring rule override
+    ``score_all``.
+    """
+
+    config_class: ClassVar[type]
+
+    def __init__(self, cfg: Any, n_items: int, max_len: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.n_items = n_items
+        self.max_len = max_len
+
+    def loss(self, batch: Batch) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Training loss of one batch (a scalar, or a dict with key ``loss`` plus parts to log)."""
+        raise NotImplementedError
+
+    def user_representation(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``[B, d]`` or ``[B, K, d]`` from left-padded item ids ``[B, L]`` (last column = newest item)."""
+        raise NotImplementedError
+
+    def item_embeddings(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score_all(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Scores ``[B, N + 1]`` of every item for each input sequence."""
+        rep = self.user_representation(inputs)
+        items = self.item_embeddings()
+        if rep.dim() == 3:
+            return torch.einsum("bkd,nd->bkn", rep, items).amax(dim=1)
+        return rep @ items.T
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook for schedules that depend on the epoch (e.g. warm-up); default does nothing."""

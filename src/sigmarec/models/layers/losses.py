@@ -1,0 +1,39 @@
+"""Next-item losses over the positions that have a target (shared by all sequence models)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("ce", "bce", "sampled")
+
+
+def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, kind: str = "ce", n_negatives: int = 100,
+                   temperature: float = 1.0) -> torch.Tensor:
+    """Mean loss over rows of ``hidden`` [M, d] with ``targets`` [M] (all > 0); ``items`` [N + 1, d].
+
+    - ``ce``: full softmax cross-entropy over all items (padding excluded).
+    - ``bce``: binary cross-entropy, target vs one uniformly sampled negative per position
+      (the loss of the original SASRec and of the papers' baselines).
+    - ``sampled``: softmax over the target and ``n_negatives`` uniform negatives shared by the batch;
+      a negative that equals the row's target is masked out.
+    """
+    n_items = items.shape[0] - 1
+    if kind == "ce":
+        logits = (hidden @ items.T) / temperature
+        logits[:, 0] = float("-inf")
+        return F.cross_entropy(logits.float(), targets)
+    if kind == "bce":
+        neg = torch.randint(1, n_items + 1, targets.shape, device=targets.device)
+        neg = torch.where(neg == targets, neg % n_items + 1, neg)
+        pos_logit = (hidden * items[targets]).sum(-1) / temperature
+        neg_logit = (hidden * items[neg]).sum(-1) / temperature
+        return F.softplus(-pos_logit.float()).mean() + F.softplus(neg_logit.float()).mean()
+    if kind == "sampled":
+        neg = torch.randint(1, n_items + 1, (n_negatives,), device=targets.device)
+        pos_logit = (hidden * items[targets]).sum(-1, keepdim=True)
+        neg_logit = hidden @ items[neg].T
+        neg_logit = neg_logit.masked_fill(neg[None, :] == targets[:, None], float("-inf"))
+        logits = torch.cat([pos_logit, neg_logit], dim=1).float() / temperature
+        return F.cross_entropy(logits, torch.zeros_like(targets))
+    raise ValueError(f"unknown loss {kind!r}; expected one of {LOSSES}")

@@ -1,0 +1,19 @@
+"""Models by name: the one place a new model is registered."""
+
+from __future__ import annotations
+
+from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.gru4rec import GRU4Rec
+from sigmarec.models.sasrec import SASRec
+
+MODELS: dict[str, type[SequentialRecommender]] = {
+    "sasrec": SASRec,
+    "gru4rec": GRU4Rec,
+}
+
+
+def get_model_class(name: str) -> type[SequentialRecommender]:
+    try:
+        return MODELS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") from None

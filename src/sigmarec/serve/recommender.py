@@ -1,0 +1,89 @@
+"""Recommendations in original ids, from a history, a known user or a whole evaluation split.
+
+No batch objects to build by hand: give item ids as they appear in your data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sigmarec.data.batching import gather_left_padded
+from sigmarec.evaluate.evaluator import scored_batches
+from sigmarec.evaluate.ranking import mask_scores
+from sigmarec.train.run import LoadedRun, load_run
+
+
+class Recommender:
+    """Top-K recommendation with a trained model; inputs and outputs use the original ids."""
+
+    def __init__(self, run: LoadedRun) -> None:
+        self.run = run
+        self.data = run.data
+        self._item_index = run.data.item_index()
+        self._user_index = run.data.user_index()
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> "Recommender":
+        return cls(load_run(run_dir, checkpoint, device))
+
+    def encode_items(self, items: Sequence[str]) -> np.ndarray:
+        ids = [self._item_index.get(str(i)) for i in items]
+        unknown = [str(i) for i, j in zip(items, ids) if j is None]
+        if unknown:
+            raise KeyError(f"unknown item id(s) {unknown[:10]} (the model knows {self.data.n_items} items from {self.data.name})")
+        return np.asarray(ids, dtype=np.int64)
+
+    @torch.no_grad()
+    def recommend_many(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_history: bool = True) -> list[list[tuple[str, float]]]:
+        """Top-``k`` (item, score) for each history (oldest item first)."""
+        if any(len(h) == 0 for h in histories):
+            raise ValueError("every history needs at least one item")
+        encoded = [self.encode_items(h) for h in histories]
+        flat = np.concatenate(encoded)
+        ends = np.cumsum([len(e) for e in encoded])
+        starts = ends - np.array([len(e) for e in encoded])
+        dev = self.run.device
+        inputs = torch.from_numpy(gather_left_padded(flat, starts, ends, self.run.cfg.data.max_len)).to(dev)
+        history = torch.from_numpy(gather_left_padded(flat, starts, ends)).to(dev)
+        scores = self.run.model.score_all(inputs).float()
+        scores = mask_scores(scores, history, torch.zeros(len(encoded), dtype=torch.long, device=dev), exclude_history)
+        top = torch.topk(scores, min(k, self.data.n_items), dim=1)
+        return [
+            [(str(self.data.item_ids[i]), float(s)) for i, s in zip(idx.tolist(), val.tolist()) if np.isfinite(s)]
+            for idx, val in zip(top.indices.cpu(), top.values.cpu())
+        ]
+
+    def recommend(self, history: Sequence[str], k: int = 10, exclude_history: bool = True) -> list[tuple[str, float]]:
+        return self.recommend_many([history], k, exclude_history)[0]
+
+    def recommend_user(self, user: str, k: int = 10, exclude_history: bool = True) -> list[tuple[str, float]]:
+        """Next items for a known user, from the user's whole sequence."""
+        u = self._user_index.get(str(user))
+        if u is None:
+            raise KeyError(f"unknown user id {user!r} in {self.data.name}")
+        seq = self.data.sequence(u)
+        return self.recommend([str(self.data.item_ids[i]) for i in seq], k, exclude_history)
+
+    def recommend_split(self, split: str = "test", k: int = 10) -> pd.DataFrame:
+        """One row per case and rank (``user, rank, item, score``), with exactly the inputs and
+        exclusions ``evaluate`` uses, so its metrics can be recomputed from this table."""
+        cases = {"valid": self.run.split.valid, "test": self.run.split.test}[split]
+        cfg = self.run.cfg
+        frames = []
+        for rows, scores in scored_batches(self.run.model, self.data, cases, cfg.data.max_len, self.run.device,
+                                           cfg.eval.batch_size, cfg.eval.exclude_history):
+            top = torch.topk(scores, min(k, self.data.n_items), dim=1)
+            idx, val = top.indices.cpu().numpy(), top.values.cpu().numpy()
+            users = np.repeat(cases.users[rows], idx.shape[1])
+            frames.append(pd.DataFrame({
+                "user": self.data.user_ids[users],
+                "rank": np.tile(np.arange(1, idx.shape[1] + 1), len(idx)),
+                "item": self.data.item_ids[idx.ravel()],
+                "score": val.ravel(),
+            }))
+        return pd.concat(frames, ignore_index=True)

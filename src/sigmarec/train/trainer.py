@@ -1,0 +1,197 @@
+"""Training loop with early stopping, checkpoints and crash-safe resume.
+
+A run directory holds ``config.yaml`` (resolved config), ``epochs.jsonl`` (one JSON line per
+epoch), ``checkpoints/{last,best}`` and ``metrics.json``. Every epoch reseeds torch and the batch
+shuffler from ``(seed, epoch)``, so a run resumed from its last checkpoint retraces exactly the
+epochs an uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from sigmarec.config import RunConfig
+from sigmarec.data.batching import n_train_batches, train_batches
+from sigmarec.data.catalog import load_dataset
+from sigmarec.data.protocols import Split, make_split
+from sigmarec.data.sequences import SequenceData
+from sigmarec.evaluate.evaluator import evaluate
+from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.registry import get_model_class
+from sigmarec.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, write_json_atomic, write_text_atomic
+
+log = logging.getLogger("sigmarec")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(cfg: RunConfig, data: SequenceData) -> SequentialRecommender:
+    cls = get_model_class(cfg.model_name)
+    return cls(cfg.model, data.n_items, cfg.data.max_len)
+
+
+def config_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+class Trainer:
+    """Fits one model on one split; ``fit()`` returns the final validation and test metrics."""
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, data: SequenceData | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.data = data if data is not None else load_dataset(cfg.data)
+        self.split: Split = make_split(self.data, cfg.protocol, cfg.data.max_len)
+        self.device = resolve_device(cfg.train.device)
+        if cfg.train.num_threads:
+            torch.set_num_threads(cfg.train.num_threads)
+        torch.manual_seed(cfg.train.seed)
+        self.model = build_model(cfg, self.data).to(self.device)
+        opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(cfg.train.optimizer)
+        if opt_cls is None:
+            raise ValueError(f"train.optimizer must be adam or adamw, got {cfg.train.optimizer!r}")
+        self.optimizer = opt_cls(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        self.amp = cfg.train.amp and self.device.type == "cuda"
+
+    # ---- run directory ----
+    def _prepare_run_dir(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "checkpoints").mkdir(exist_ok=True)
+        text = config_yaml(self.cfg)
+        path = self.run_dir / "config.yaml"
+        if path.exists() and yaml.safe_load(path.read_text()) != yaml.safe_load(text):
+            raise ValueError(f"{path} holds a different configuration; resume with the same settings or use a new --out")
+        write_text_atomic(path, text)
+        write_json_atomic(self.run_dir / "data.json", {"name": self.data.name, **self.data.stats(),
+                                                       "train_windows": int(len(self.split.train_starts)),
+                                                       "train_targets": self.split.n_train_targets,
+                                                       "valid_cases": len(self.split.valid), "test_cases": len(self.split.test)})
+
+    def _log_epoch(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / "epochs.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _truncate_log(self, last_epoch: int) -> None:
+        path = self.run_dir / "epochs.jsonl"
+        if not path.exists():
+            return
+        lines = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["epoch"] <= last_epoch]
+        write_text_atomic(path, "".join(l + "\n" for l in lines))
+
+    # ---- training ----
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        tc = self.cfg.train
+        torch.manual_seed(tc.seed * 1_000_003 + epoch)
+        rng = np.random.default_rng([tc.seed, epoch])
+        self.model.train()
+        self.model.on_epoch_start(epoch)
+        total = n_train_batches(self.split, tc.batch_size)
+        sums: dict[str, float] = {}
+        n = 0
+        bar = tqdm(train_batches(self.split, tc.batch_size, self.cfg.data.max_len, rng), total=total,
+                   desc=f"epoch {epoch}", disable=not tc.progress, leave=False, dynamic_ncols=True)
+        for batch in bar:
+            batch = batch.to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                out = self.model.loss(batch)
+            parts = out if isinstance(out, dict) else {"loss": out}
+            loss = parts["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch}: loss is {loss.item()}; lower train.lr or check the data")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.clip_grad:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad)
+            self.optimizer.step()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            n += 1
+            bar.set_postfix(loss=f"{sums['loss'] / n:.4f}")
+        bar.close()
+        return {k: v / max(n, 1) for k, v in sums.items()}
+
+    def evaluate(self, which: str) -> dict[str, float]:
+        cases = self.split.valid if which == "valid" else self.split.test
+        return evaluate(self.model, self.data, cases, self.cfg.eval, self.cfg.data.max_len, self.device)
+
+    def fit(self) -> dict[str, Any]:
+        tc = self.cfg.train
+        self._prepare_run_dir()
+        ckpt_dir = self.run_dir / "checkpoints"
+        state = {"epoch": 0, "best_epoch": 0, "best_value": -math.inf, "bad_epochs": 0, "finished": False}
+        last = find_checkpoint(ckpt_dir / "last")
+        if last is not None:
+            state.update(load_checkpoint(last, self.model, self.optimizer, self.device))
+            self._truncate_log(state["epoch"])
+            log.info("resumed %s from epoch %d (best %s=%.4f at epoch %d)", self.run_dir, state["epoch"], tc.valid_metric,
+                     state["best_value"], state["best_epoch"])
+        elif (self.run_dir / "epochs.jsonl").exists():
+            self._truncate_log(0)
+        start = time.time()
+        epoch_times: list[float] = []
+        while not state["finished"] and state["epoch"] < tc.epochs:
+            epoch = state["epoch"] + 1
+            t0 = time.time()
+            losses = self._train_epoch(epoch)
+            train_s = time.time() - t0
+            record: dict[str, Any] = {"epoch": epoch, **losses, "train_seconds": round(train_s, 3)}
+            improved = False
+            if epoch % tc.eval_every == 0 or epoch == tc.epochs:
+                t1 = time.time()
+                valid = self.evaluate("valid")
+                record["eval_seconds"] = round(time.time() - t1, 3)
+                record["valid"] = valid
+                if tc.valid_metric not in valid:
+                    raise ValueError(f"train.valid_metric {tc.valid_metric!r} is not among {sorted(valid)}")
+                value = valid[tc.valid_metric]
+                if value > state["best_value"]:
+                    state.update(best_value=value, best_epoch=epoch, bad_epochs=0)
+                    improved = True
+                else:
+                    state["bad_epochs"] += 1
+            epoch_times.append(time.time() - t0)
+            state["epoch"] = epoch
+            if state["bad_epochs"] >= tc.patience:
+                state["finished"] = True
+            if improved:
+                save_checkpoint(ckpt_dir / "best", self.model, None, {"epoch": epoch, tc.valid_metric: state["best_value"]})
+            save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
+            self._log_epoch(record)
+            eta = np.mean(epoch_times) * (tc.epochs - epoch)
+            msg = f"epoch {epoch:3d} loss {losses['loss']:.4f} ({train_s:.1f}s)"
+            if "valid" in record:
+                msg += f" valid {tc.valid_metric} {record['valid'][tc.valid_metric]:.4f} (best {state['best_value']:.4f} @ {state['best_epoch']})"
+            log.info("%s  max time left %s", msg, _fmt_seconds(eta))
+        state["finished"] = True
+        save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
+        best = find_checkpoint(ckpt_dir / "best")
+        if best is not None:
+            load_checkpoint(best, self.model, None, self.device)
+        metrics = {"valid": self.evaluate("valid"), "test": self.evaluate("test"), "best_epoch": state["best_epoch"],
+                   "epochs": state["epoch"], "train_seconds_this_session": round(time.time() - start, 2)}
+        write_json_atomic(self.run_dir / "metrics.json", metrics)
+        log.info("test %s", _fmt_metrics(metrics["test"]))
+        return metrics
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _fmt_metrics(m: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "n")
