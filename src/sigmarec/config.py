@@ -50,6 +50,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 256
+    bucket_by_length: bool = True  # batches of similar lengths, ~batch_size * mean length targets each
     epochs: int = 200
     patience: int = 10  # epochs without validation improvement before stopping
     valid_metric: str = "ndcg@20"

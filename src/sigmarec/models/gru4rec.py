@@ -10,6 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.losses import next_item_loss
 from sigmarec.models.sasrec import init_weights
 
@@ -46,7 +47,7 @@ class GRU4Rec(SequentialRecommender):
     def __init__(self, cfg: GRU4RecConfig, n_items: int, max_len: int) -> None:
         super().__init__(cfg, n_items, max_len)
         self.item = nn.Embedding(n_items + 1, cfg.hidden_size, padding_idx=0)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.gru = nn.GRU(cfg.hidden_size, cfg.gru_size, cfg.n_layers, batch_first=True, dropout=cfg.dropout if cfg.n_layers > 1 else 0.0)
         self.out = nn.Linear(cfg.gru_size, cfg.hidden_size)
         init_weights(self.item, cfg.init_std)

@@ -99,10 +99,10 @@ class Trainer:
         rng = np.random.default_rng([tc.seed, epoch])
         self.model.train()
         self.model.on_epoch_start(epoch)
-        total = n_train_batches(self.split, tc.batch_size)
+        total = n_train_batches(self.split, tc.batch_size, self.cfg.data.max_len, tc.bucket_by_length)
         sums: dict[str, float] = {}
         n = 0
-        bar = tqdm(train_batches(self.split, tc.batch_size, self.cfg.data.max_len, rng), total=total,
+        bar = tqdm(train_batches(self.split, tc.batch_size, self.cfg.data.max_len, rng, tc.bucket_by_length), total=total,
                    desc=f"epoch {epoch}", disable=not tc.progress, leave=False, dynamic_ncols=True)
         for batch in bar:
             batch = batch.to(self.device)

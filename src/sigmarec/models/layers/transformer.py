@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sigmarec.models.layers.dropout import FastDropout
+
 
 def causal_padding_mask(inputs: torch.Tensor) -> torch.Tensor:
     """Boolean attention mask ``[B, 1, L, L]``: position i sees real items j <= i, and always itself
@@ -30,9 +32,9 @@ class TransformerBlock(nn.Module):
         self.proj = nn.Linear(d, d)
         self.norm2 = nn.LayerNorm(d)
         self.ff = nn.Sequential(
-            nn.Linear(d, ff_mult * d), nn.GELU() if activation == "gelu" else nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_mult * d, d)
+            nn.Linear(d, ff_mult * d), nn.GELU() if activation == "gelu" else nn.ReLU(), FastDropout(dropout), nn.Linear(ff_mult * d, d)
         )
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
         self.attn_dropout = attn_dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -55,7 +57,7 @@ class CausalEncoder(nn.Module):
         self.pos = nn.Embedding(max_len, d)
         self.blocks = nn.ModuleList(TransformerBlock(d, heads, dropout, attn_dropout, activation=activation) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d)
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
         self.max_len = max_len
 
     def forward(self, x: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
