@@ -27,7 +27,7 @@ def test_hand_computed_single_row_metrics():
     scores = t([[0.0, 0.9, 0.1, 0.7, 0.8, 0.2]])
     hist = torch.zeros((1, 0), dtype=torch.long)
     targets = t([3], torch.long)
-    ranks = target_ranks(mask_scores(scores, hist, targets), targets)
+    ranks = target_ranks(mask_scores(scores, hist), targets)
     assert ranks.tolist() == [2]
     m = metrics_from_ranks(ranks, [1, 2, 3, 5])
     assert m["n"] == 1 and isinstance(m["n"], int)
@@ -61,18 +61,18 @@ def test_ties_count_against_target():
     scores = torch.ones((1, n_items + 1))
     targets = t([4], torch.long)
     no_hist = torch.zeros((1, 0), dtype=torch.long)
-    assert target_ranks(mask_scores(scores, no_hist, targets, exclude_history=False), targets).tolist() == [5]
+    assert target_ranks(mask_scores(scores, no_hist, exclude_history=False), targets).tolist() == [5]
     hist = t([[1, 2, 0, 0]], torch.long)  # two history items excluded, zeros are padding
-    assert target_ranks(mask_scores(scores, hist, targets), targets).tolist() == [3]
+    assert target_ranks(mask_scores(scores, hist), targets).tolist() == [3]
 
 
 def test_history_exclusion_changes_rank():
     scores = t([[0.0, 5.0, 4.0, 3.0, 1.0], [0.0, 1.0, 2.0, 3.0, 4.0]])
     hist = t([[1, 0], [4, 3]], torch.long)
     targets = t([3, 1], torch.long)
-    raw = target_ranks(mask_scores(scores, hist, targets, exclude_history=False), targets)
+    raw = target_ranks(mask_scores(scores, hist, exclude_history=False), targets)
     assert raw.tolist() == [2, 3]
-    ex = target_ranks(mask_scores(scores, hist, targets), targets)
+    ex = target_ranks(mask_scores(scores, hist), targets)
     assert ex.tolist() == [1, 1]
 
 
@@ -81,19 +81,18 @@ def test_padding_never_counts():
     targets = t([3], torch.long)
     # even on raw scores (no mask) column 0 is ignored
     assert target_ranks(scores, targets).tolist() == [0]
-    masked = mask_scores(scores, torch.zeros((1, 0), dtype=torch.long), targets)
+    masked = mask_scores(scores, torch.zeros((1, 0), dtype=torch.long))
     assert masked[0, 0] == -INF
     assert target_ranks(masked, targets).tolist() == [0]
 
 
-def test_target_in_history_keeps_score():
+def test_target_in_history_is_excluded_like_any_history_item():
     scores = t([[0.0, 1.0, 9.0, 5.0, 3.0]])
     hist = t([[2, 3, 0]], torch.long)
     targets = t([3], torch.long)
-    masked = mask_scores(scores, hist, targets)
-    assert masked[0, 3] == 5.0
-    assert masked[0, 2] == -INF
-    assert target_ranks(masked, targets).tolist() == [0]
+    masked = mask_scores(scores, hist)
+    assert masked[0, 3] == -INF and masked[0, 2] == -INF
+    assert target_ranks(masked, targets).tolist() == [2]  # after both remaining items: a miss
     assert torch.equal(scores, t([[0.0, 1.0, 9.0, 5.0, 3.0]]))  # input untouched
 
 
@@ -102,7 +101,7 @@ def test_nan_scores_are_minus_inf():
     assert target_ranks(scores, t([2], torch.long)).tolist() == [1]
     # NaN / masked target goes after all valid items
     assert target_ranks(scores, t([1], torch.long)).tolist() == [2]
-    masked = mask_scores(scores, t([[2]], torch.long), t([3], torch.long))
+    masked = mask_scores(scores, t([[2]], torch.long))
     assert target_ranks(masked, t([2], torch.long)).tolist() == [1]
 
 

@@ -40,9 +40,8 @@ def scored_batches(model: SequentialRecommender, data: SequenceData, cases: Eval
             s, e = cases.starts[rows], cases.ends[rows]
             inputs = torch.from_numpy(gather_left_padded(data.items, s, e, max_len)).to(device)
             history = torch.from_numpy(gather_left_padded(data.items, s, e)).to(device)
-            targets = torch.from_numpy(np.asarray(cases.targets[rows], dtype=np.int64)).to(device)
             scores = model.score_all(inputs).float()
-            yield rows, mask_scores(scores, history, targets, exclude_history)
+            yield rows, mask_scores(scores, history, exclude_history)
     finally:
         model.train(was_training)
 

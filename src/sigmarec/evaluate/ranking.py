@@ -46,33 +46,20 @@ def _check_scores_targets(scores: Tensor, targets: Tensor) -> None:
         )
 
 
-def mask_scores(
-    scores: Tensor,
-    history: Tensor,
-    targets: Tensor,
-    exclude_history: bool = True,
-) -> Tensor:
+def mask_scores(scores: Tensor, history: Tensor, exclude_history: bool = True) -> Tensor:
     """Return a masked copy of ``scores`` (``[B, N+1]``).
 
-    Column 0 (padding) is always set to ``-inf``. With ``exclude_history`` every item in the
-    row's ``history`` (``[B, H]`` int64, 0-padded) is set to ``-inf`` **except the row's own
-    target**: if the user already consumed the target item (a repeat interaction), it keeps its
-    score so that it can still be found, while the other already-seen items are excluded.
-    The input tensor is not modified.
+    Column 0 (padding) is always ``-inf``. With ``exclude_history`` every item of the row's
+    ``history`` (``[B, H]`` int64, 0-padded) is ``-inf`` too, the target included: the ranking is
+    what a deployed system would show, independent of the target, so a target the user already
+    consumed counts as a miss. Keep history (``exclude_history=False``) for repeat-consumption
+    data. The input tensor is not modified.
     """
-    _check_scores_targets(scores, targets)
     out = scores.clone()
     if exclude_history and history.numel() > 0:
         if history.dim() != 2 or history.shape[0] != scores.shape[0]:
-            raise ValueError(
-                f"history must be [B, H] with B={scores.shape[0]}, got shape {tuple(history.shape)}"
-            )
-        hist = history.to(device=scores.device, dtype=torch.long)
-        tgt = targets.to(device=scores.device, dtype=torch.long).unsqueeze(1)
-        drop = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
-        drop.scatter_(1, hist, True)
-        drop.scatter_(1, tgt, False)  # the target keeps its score even when in the history
-        out.masked_fill_(drop, NEG_INF)
+            raise ValueError(f"history must be [B, H] with B={scores.shape[0]}, got shape {tuple(history.shape)}")
+        out.scatter_(1, history.to(device=scores.device, dtype=torch.long), NEG_INF)
     out[:, 0] = NEG_INF
     return out
 
@@ -206,7 +193,7 @@ class RankAccumulator:
         exclude_history: bool = True,
     ) -> Tensor:
         """Mask ``scores``, record the target ranks (and coverage); returns the ranks."""
-        masked = mask_scores(scores, history, targets, exclude_history=exclude_history)
+        masked = mask_scores(scores, history, exclude_history=exclude_history)
         ranks = target_ranks(masked, targets)
         self.add(ranks)
         if self.coverage is not None:

@@ -51,7 +51,7 @@ class Recommender:
         inputs = torch.from_numpy(gather_left_padded(flat, starts, ends, self.run.cfg.data.max_len)).to(dev)
         history = torch.from_numpy(gather_left_padded(flat, starts, ends)).to(dev)
         scores = self.run.model.score_all(inputs).float()
-        scores = mask_scores(scores, history, torch.zeros(len(encoded), dtype=torch.long, device=dev), exclude_history)
+        scores = mask_scores(scores, history, exclude_history)
         top = torch.topk(scores, min(k, self.data.n_items), dim=1)
         return [
             [(str(self.data.item_ids[i]), float(s)) for i, s in zip(idx.tolist(), val.tolist()) if np.isfinite(s)]

@@ -1,0 +1,32 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def shared_file(name: str) -> Path:
+    path = SHARED / name
+    if not path.exists():
+        pytest.skip(f"{path} not present (the shared reference data sets are not available here)")
+    return path
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path):
+    """A small synthetic data set and model so end-to-end runs take seconds."""
+    return {
+        "data": {"dataset": "synthetic", "synthetic_users": 150, "cache_dir": str(tmp_path / "cache"), "max_len": 20},
+        "model": {"hidden_size": 16, "n_layers": 1},
+        "eval": {"ks": [5, 10]},
+        "train": {"epochs": 4, "batch_size": 64, "progress": False, "seed": 3, "patience": 50, "valid_metric": "ndcg@10"},
+    }
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "sigmarec.cli", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"sigmarec {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc

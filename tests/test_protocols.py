@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sigmarec.config import ProtocolConfig
+from sigmarec.data.batching import batch_plan, gather_left_padded, train_batches
+from sigmarec.data.protocols import leave_one_out, make_windows
+from sigmarec.data.sequences import SequenceData
+
+
+def make_data(lengths, n_items=30, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = np.asarray(lengths)
+    items = rng.integers(1, n_items + 1, lengths.sum())
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return SequenceData(items, offsets, np.array([f"u{i}" for i in range(len(lengths))], dtype=object),
+                        np.array(["<pad>"] + [f"i{i}" for i in range(1, n_items + 1)], dtype=object))
+
+
+def test_loo_counts_and_targets():
+    data = make_data([5, 3, 2, 10])
+    split = leave_one_out(data, ProtocolConfig(), max_len=50)
+    # users with >= 3 items are evaluated; the 2-item user only trains
+    assert list(split.test.users) == [0, 1, 3]
+    for cases, back in ((split.valid, 2), (split.test, 1)):
+        for u, s, e, t in zip(cases.users, cases.starts, cases.ends, cases.targets):
+            seq = data.sequence(u)
+            assert e - s == len(seq) - back  # validation input: first n-2 items; test input: first n-1
+            assert t == seq[len(seq) - back]
+            assert e <= data.offsets[u + 1] - back  # the target position is never inside its own input
+    # training targets of an evaluated user stop before the validation target
+    trained = {(u, p) for u, s, e in zip(split.train_users, split.train_starts, split.train_ends) for p in range(s + 1, e)}
+    assert (0, data.offsets[0] + 3) not in trained and (0, data.offsets[0] + 4) not in trained
+    assert (2, data.offsets[2] + 1) in trained  # 2-item user trains on its second item
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=20), st.integers(1, 12))
+def test_windows_cover_every_position_once(lengths, max_len):
+    lengths = np.asarray(lengths)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    users, ws, we = make_windows(np.arange(len(lengths)), starts, ends, max_len, "all")
+    assert np.all(we - ws <= max_len + 1)
+    targets = np.concatenate([np.arange(s + 1, e) for s, e in zip(ws, we)]) if len(ws) else np.zeros(0, int)
+    expected = np.concatenate([np.arange(s + 1, e) for s, e in zip(starts, ends)])
+    assert sorted(targets.tolist()) == sorted(expected.tolist())
+
+
+def test_last_window_mode_truncates():
+    users, ws, we = make_windows(np.array([0]), np.array([0]), np.array([30]), 10, "last")
+    assert (ws[0], we[0]) == (19, 30)
+    with pytest.raises(ValueError, match="train_windows"):
+        make_windows(np.array([0]), np.array([0]), np.array([30]), 10, "bogus")
+
+
+def test_gather_left_padded():
+    flat = np.arange(1, 11)
+    out = gather_left_padded(flat, np.array([0, 5]), np.array([3, 10]), length=4)
+    assert out.tolist() == [[0, 1, 2, 3], [7, 8, 9, 10]]
+
+
+@pytest.mark.parametrize("bucket", [True, False])
+def test_batches_have_no_leak_and_cover_all_windows(bucket):
+    data = make_data(np.random.default_rng(1).integers(3, 40, 50))
+    split = leave_one_out(data, ProtocolConfig(), max_len=8)
+    seen = 0
+    for b in train_batches(split, 16, 8, np.random.default_rng(0), bucket):
+        x, t = b.inputs.numpy(), b.targets.numpy()
+        assert np.all(t[x == 0] == 0)  # no target at padding
+        assert np.array_equal(x[:, 1:][t[:, :-1] > 0], t[:, :-1][t[:, :-1] > 0])  # target t is input t+1
+        seen += int((t > 0).sum())
+    assert seen == split.n_train_targets
+
+
+def test_bucketed_plan_is_a_partition_with_even_token_counts():
+    lengths = np.random.default_rng(0).integers(1, 50, 1000)
+    plan = batch_plan(lengths, 32, np.random.default_rng(0), True)
+    assert sorted(np.concatenate(plan).tolist()) == list(range(1000))
+    tokens = np.array([lengths[b].sum() for b in plan])
+    budget = 32 * lengths.mean()
+    assert tokens[:-1].max() <= budget + 50 and np.median(tokens) > 0.5 * budget
