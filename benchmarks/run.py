@@ -1,0 +1,150 @@
+"""Benchmarks behind BENCHMARKS.md: accuracy on the shared reference data and CPU speed.
+
+    python benchmarks/run.py accuracy --dataset office --loss ce --seeds 1 2 3
+    python benchmarks/run.py speed --dataset beauty
+
+Results are appended as JSON lines to benchmarks/results/*.jsonl (with machine and command);
+``summarise`` turns them into the tables pasted into BENCHMARKS.md. Missing shared data is
+reported, not faked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sigmarec.data.catalog import load_dataset
+from sigmarec.data.protocols import make_split
+from sigmarec.data.sequences import DataError
+from sigmarec.evaluate.evaluator import evaluate
+from sigmarec.train.run import make_config
+from sigmarec.train.trainer import Trainer, build_model
+from sigmarec.data.batching import train_batches
+
+RESULTS = Path(__file__).resolve().parent / "results"
+KEYS = ["recall@20", "recall@40", "ndcg@20", "ndcg@40"]
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def record(name: str, row: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    row = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": " ".join(sys.argv), **row}
+    with open(RESULTS / f"{name}.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def accuracy(args: argparse.Namespace) -> None:
+    for seed in args.seeds:
+        overrides = {"data": {"dataset": args.dataset, "max_len": args.max_len},
+                     "train": {"seed": seed, "progress": False, "patience": args.patience, "epochs": args.epochs,
+                               "num_threads": args.threads},
+                     "model": {"loss": args.loss}}
+        for kv in args.set or []:
+            key, value = kv.split("=", 1)
+            section, field = key.split(".")
+            overrides.setdefault(section, {})[field] = json.loads(value) if value[:1] in "[{0123456789-" or value in ("true", "false") else value
+        cfg = make_config(args.model, overrides)
+        out = Path(args.out) / f"{args.model}-{args.dataset}-{args.loss}-{args.tag}-s{seed}"
+        t0 = time.time()
+        metrics = Trainer(cfg, out).fit()
+        lines = [json.loads(l) for l in (out / "epochs.jsonl").read_text().splitlines()]
+        record("accuracy", {"model": args.model, "dataset": args.dataset, "loss": args.loss, "tag": args.tag, "seed": seed,
+                            "set": args.set or [], "test": metrics["test"], "valid": metrics["valid"],
+                            "best_epoch": metrics["best_epoch"], "epochs": metrics["epochs"],
+                            "sec_per_epoch": float(np.mean([l["train_seconds"] for l in lines])),
+                            "wall_seconds": round(time.time() - t0, 1), "run_dir": str(out)})
+        print(json.dumps({k: round(metrics["test"][k], 4) for k in KEYS}), flush=True)
+
+
+def speed(args: argparse.Namespace) -> None:
+    """Seconds per training epoch and per full evaluation, and peak memory (RSS), same process."""
+    cfg = make_config(args.model, {"data": {"dataset": args.dataset}, "train": {"num_threads": args.threads}})
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_dataset(cfg.data)
+    split = make_split(data, cfg.protocol, cfg.data.max_len)
+    torch.manual_seed(0)
+    model = build_model(cfg, data)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    times = []
+    for epoch in range(args.epochs):
+        t0 = time.time()
+        for b in train_batches(split, cfg.train.batch_size, cfg.data.max_len, np.random.default_rng(epoch), not args.no_bucket):
+            loss = model.loss(b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        times.append(time.time() - t0)
+    t0 = time.time()
+    evaluate(model, data, split.test, cfg.eval, cfg.data.max_len)
+    eval_s = time.time() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row = {"model": args.model, "dataset": args.dataset, "bucket": not args.no_bucket, "sec_per_epoch": float(np.median(times)),
+           "sec_full_eval_test": eval_s, "eval_users": len(split.test), "peak_rss_mb": peak_mb,
+           "train_targets": split.n_train_targets}
+    record("speed", row)
+    print(json.dumps(row))
+
+
+def summarise(args: argparse.Namespace) -> None:
+    rows = [json.loads(l) for l in (RESULTS / "accuracy.jsonl").read_text().splitlines()]
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["dataset"], r["loss"], r["tag"]), []).append(r)
+    print("| model | data | loss | config | seeds | " + " | ".join(f"test {k}" for k in KEYS) + " | best epoch | s/epoch |")
+    print("|---|---|---|---|---|" + "---|" * (len(KEYS) + 2))
+    for (model, ds, loss, tag), rs in sorted(groups.items()):
+        cells = []
+        for k in KEYS:
+            v = np.array([r["test"][k] for r in rs])
+            cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}")
+        print(f"| {model} | {ds} | {loss} | {tag} | {len(rs)} | " + " | ".join(cells)
+              + f" | {np.mean([r['best_epoch'] for r in rs]):.0f} | {np.mean([r['sec_per_epoch'] for r in rs]):.2f} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("accuracy")
+    a.add_argument("--model", default="sasrec")
+    a.add_argument("--dataset", default="office")
+    a.add_argument("--loss", default="ce")
+    a.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    a.add_argument("--max-len", type=int, default=50)
+    a.add_argument("--epochs", type=int, default=300)
+    a.add_argument("--patience", type=int, default=20)
+    a.add_argument("--threads", type=int, default=None)
+    a.add_argument("--set", action="append")
+    a.add_argument("--tag", default="default")
+    a.add_argument("--out", default="runs/bench")
+    a.set_defaults(func=accuracy)
+    s = sub.add_parser("speed")
+    s.add_argument("--model", default="sasrec")
+    s.add_argument("--dataset", default="beauty")
+    s.add_argument("--epochs", type=int, default=3)
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--no-bucket", action="store_true")
+    s.set_defaults(func=speed)
+    m = sub.add_parser("summarise")
+    m.set_defaults(func=summarise)
+    args = p.parse_args()
+    try:
+        args.func(args)
+    except DataError as exc:
+        print(f"skipped: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
