@@ -44,12 +44,14 @@ def build_model(cfg: RunConfig, data: SequenceData) -> SequentialRecommender:
     return cls(cfg.model, data.n_items, cfg.data.max_len)
 
 
-def check_metric_name(name: str, ks: list[int]) -> None:
-    """Fail before training if early stopping watches a metric the evaluator will not produce."""
+def check_metric_name(name: str, ks: list[int], sampled: bool = False) -> None:
+    """Fail before training if early stopping watches a metric the evaluator will not produce
+    (``coverage@K`` exists only for full ranking, not with ``eval.sampled_negatives``)."""
     base, _, k = name.partition("@")
-    ok = name == "mrr" or (base in ("recall", "hit", "ndcg", "precision", "coverage") and k.isdigit() and int(k) in ks)
+    bases = ("recall", "hit", "ndcg", "precision") + (() if sampled else ("coverage",))
+    ok = name == "mrr" or (base in bases and k.isdigit() and int(k) in ks)
     if not ok:
-        raise ValueError(f"train.valid_metric {name!r} is not produced: use mrr or recall|hit|ndcg|precision@K with K in eval.ks {ks}")
+        raise ValueError(f"train.valid_metric {name!r} is not produced: use mrr or {'|'.join(bases)}@K with K in eval.ks {ks}")
 
 
 def config_yaml(cfg: RunConfig) -> str:
@@ -64,7 +66,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.data = data if data is not None else load_dataset(cfg.data)
         self.split: Split = make_split(self.data, cfg.protocol, cfg.data.max_len)
-        check_metric_name(cfg.train.valid_metric, cfg.eval.ks)
+        check_metric_name(cfg.train.valid_metric, cfg.eval.ks, cfg.eval.sampled_negatives > 0)
         self.device = resolve_device(cfg.train.device)
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)

@@ -19,21 +19,22 @@ def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Ten
       a negative that equals the row's target is masked out.
     """
     n_items = items.shape[0] - 1
+    if temperature != 1.0:
+        hidden = hidden / temperature  # scale the small [M, d] side, not the [M, N] logits
     if kind == "ce":
-        logits = (hidden @ items.T) / temperature
-        logits[:, 0] = float("-inf")
-        return F.cross_entropy(logits.float(), targets)
+        # padding is left out by scoring rows 1..N only (no in-place -inf, which autograd would copy)
+        return F.cross_entropy((hidden @ items[1:].T).float(), targets - 1)
     if kind == "bce":
         neg = torch.randint(1, n_items + 1, targets.shape, device=targets.device)
         neg = torch.where(neg == targets, neg % n_items + 1, neg)
-        pos_logit = (hidden * items[targets]).sum(-1) / temperature
-        neg_logit = (hidden * items[neg]).sum(-1) / temperature
+        pos_logit = (hidden * items[targets]).sum(-1)
+        neg_logit = (hidden * items[neg]).sum(-1)
         return F.softplus(-pos_logit.float()).mean() + F.softplus(neg_logit.float()).mean()
     if kind == "sampled":
         neg = torch.randint(1, n_items + 1, (n_negatives,), device=targets.device)
         pos_logit = (hidden * items[targets]).sum(-1, keepdim=True)
         neg_logit = hidden @ items[neg].T
         neg_logit = neg_logit.masked_fill(neg[None, :] == targets[:, None], float("-inf"))
-        logits = torch.cat([pos_logit, neg_logit], dim=1).float() / temperature
+        logits = torch.cat([pos_logit, neg_logit], dim=1).float()
         return F.cross_entropy(logits, torch.zeros_like(targets))
     raise ValueError(f"unknown loss {kind!r}; expected one of {LOSSES}")
