@@ -26,17 +26,20 @@ def ragged_ranges(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
 
 @torch.no_grad()
 def scored_batches(model: SequentialRecommender, data: SequenceData, cases: EvalSet, max_len: int, device: torch.device,
-                   batch_size: int, exclude_history: bool) -> Iterator[tuple[slice, torch.Tensor]]:
+                   batch_size: int, exclude_history: bool) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """Yield ``(rows, scores [B, N + 1])`` with padding and (optionally) history masked to -inf.
 
     The model sees the last ``max_len`` items of each input; the exclusion uses the whole input.
-    This is the single code path behind ``evaluate`` and ``recommend --split``.
+    Cases are batched in order of input length (``rows`` are their indices), so short histories
+    are not padded to the longest one. This is the single code path behind ``evaluate`` and
+    ``recommend --split``.
     """
     was_training = model.training
     model.eval()
+    order = np.argsort(np.minimum(cases.ends - cases.starts, max_len), kind="stable")
     try:
         for i in range(0, len(cases), batch_size):
-            rows = slice(i, i + batch_size)
+            rows = order[i : i + batch_size]
             s, e = cases.starts[rows], cases.ends[rows]
             inputs = torch.from_numpy(gather_left_padded(data.items, s, e, max_len)).to(device)
             history = torch.from_numpy(gather_left_padded(data.items, s, e)).to(device)
@@ -59,16 +62,16 @@ def evaluate(model: SequentialRecommender, data: SequenceData, cases: EvalSet, c
                              data.item_popularity(), cfg.sampler_seed)
         ).to(device)
     coverage = CoverageCounter() if negatives is None else None
-    ranks = []
+    ranks = np.zeros(len(cases), dtype=np.int64)
     for rows, scores in scored_batches(model, data, cases, max_len, device, cfg.batch_size, cfg.exclude_history):
         targets = torch.from_numpy(np.asarray(cases.targets[rows], dtype=np.int64)).to(device)
         if negatives is None:
-            ranks.append(target_ranks(scores, targets).cpu().numpy())
+            ranks[rows] = target_ranks(scores, targets).cpu().numpy()
             coverage.update(scores, max(ks))
         else:
             t = scores.gather(1, targets[:, None])[:, 0]
-            ranks.append(sampled_ranks(t, scores.gather(1, negatives[rows])).cpu().numpy())
-    out = metrics_from_ranks(np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64), ks)
+            ranks[rows] = sampled_ranks(t, scores.gather(1, negatives[torch.from_numpy(rows).to(device)])).cpu().numpy()
+    out = metrics_from_ranks(ranks, ks)
     if coverage is not None:
         out.update(coverage.result(ks, data.n_items))
     return out

@@ -73,13 +73,13 @@ def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     """
     _check_scores_targets(scores, targets)
     tgt = targets.to(device=scores.device, dtype=torch.long).unsqueeze(1)
-    s = torch.nan_to_num(scores, nan=NEG_INF, posinf=math.inf, neginf=NEG_INF)
-    t = s.gather(1, tgt)  # [B, 1]
-    valid = s != NEG_INF
-    valid[:, 0] = False
-    valid.scatter_(1, tgt, False)  # the target itself never counts
-    above = (s >= t) | (t == NEG_INF)
-    return (above & valid).sum(dim=1, dtype=torch.long)
+    t = scores.gather(1, tgt)  # [B, 1]
+    # NaN never compares >=, -inf never reaches a finite target; the target counts itself once
+    ranks = (scores[:, 1:] >= t).sum(dim=1, dtype=torch.long) - 1
+    bad = ~(t[:, 0] > NEG_INF)  # target scored -inf or NaN: after every valid item
+    if bool(bad.any()):
+        ranks[bad] = (scores[bad, 1:] > NEG_INF).sum(dim=1, dtype=torch.long)
+    return ranks
 
 
 def metrics_from_ranks(ranks: np.ndarray | Tensor, ks: Sequence[int]) -> dict[str, float]:
@@ -142,10 +142,10 @@ class CoverageCounter:
         if scores.shape[0] == 0:
             return
         k = min(self._k_max, n_cols)
-        s = torch.nan_to_num(scores, nan=NEG_INF, posinf=math.inf, neginf=NEG_INF)
+        s = scores
         vals, idx = torch.topk(s, k, dim=1)
         pos = torch.arange(k, device=s.device).expand_as(idx)
-        pos = torch.where(vals == NEG_INF, torch.full_like(pos, self._k_max), pos)
+        pos = torch.where((vals == NEG_INF) | torch.isnan(vals), torch.full_like(pos, self._k_max), pos)
         best = self._best_pos.to(s.device)
         best.scatter_reduce_(0, idx.reshape(-1), pos.reshape(-1), reduce="amin")
         best[0] = self._k_max  # padding is never an item
