@@ -12,6 +12,15 @@ from sigmarec.train.checkpoint import find_checkpoint, load_checkpoint, save_che
 N_ITEMS, MAX_LEN = 30, 8
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster and avoids oversubscribing a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_model(seed=0):
     torch.manual_seed(seed)
     return SASRec(SASRecConfig(hidden_size=16, n_layers=1, n_heads=2, dropout=0.0, attn_dropout=0.0), N_ITEMS, MAX_LEN)

@@ -47,6 +47,15 @@ def random_seqs(n, seed, n_items=N_ITEMS, max_len=MAX_LEN):
 MODEL_NAMES = sorted(MODELS)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster and avoids oversubscribing a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_loss_finite_and_gradients_reach_item_embeddings(name, loss):
@@ -233,7 +242,7 @@ def test_fast_dropout_train_keeps_expectation(p):
     # mean over draws ~ input: std of the mean is |x| sqrt(p / (1 - p) / 20000) <= 0.02
     torch.testing.assert_close(draws.mean(0), x, atol=0.08, rtol=0.0)
     # different calls draw different masks
-    assert not torch.equal(drop(x), drop(x)) or not torch.equal(drop(x), drop(x))
+    assert not torch.equal(drop(x), drop(x))
 
 
 def test_fast_dropout_gradient_and_bad_p():

@@ -108,7 +108,9 @@ def _download(entry: CatalogEntry, dest_dir: Path) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dest_dir)
         os.close(fd)
         try:
-            urllib.request.urlretrieve(entry.url, tmp)  # noqa: S310 - fixed https/http catalog URLs
+            with urllib.request.urlopen(entry.url, timeout=20) as resp, open(tmp, "wb") as f:  # noqa: S310 - fixed catalog URLs
+                while chunk := resp.read(1 << 20):
+                    f.write(chunk)
         except OSError as exc:
             os.unlink(tmp)
             raise DataError(
@@ -170,19 +172,27 @@ def dataset_name(cfg: DataConfig) -> str:
     return cfg.dataset if cfg.dataset in CATALOG else Path(cfg.dataset).name.split(".")[0]
 
 
+def _source(cfg: DataConfig, download: bool = True) -> tuple[Path | None, str]:
+    """The input file (None for synthetic data) and the source part of the cache key (resolved ``cfg``)."""
+    if cfg.dataset == "synthetic":
+        return None, f"synthetic:{cfg.synthetic_seed}:{cfg.synthetic_users}"
+    path = locate(CATALOG[cfg.dataset], cfg, download) if cfg.dataset in CATALOG else Path(cfg.dataset)
+    if not path.exists():
+        raise DataError(f"{path}: no such file, and {cfg.dataset!r} is not a catalog name ({', '.join(CATALOG)})")
+    return path, f"file:{file_digest(path)}"
+
+
+def _cache_dir(cfg: DataConfig, source: str) -> Path:
+    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    return cache_root / "processed" / f"{dataset_name(cfg)}-{_cache_key(source, cfg)}"
+
+
 def load_dataset(cfg: DataConfig, use_cache: bool = True) -> SequenceData:
     """Catalog name or file path -> processed ``SequenceData`` (cached on disk)."""
     cfg = resolve_config(cfg)
-    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     name = dataset_name(cfg)
-    if cfg.dataset == "synthetic":
-        path, source = None, f"synthetic:{cfg.synthetic_seed}:{cfg.synthetic_users}"
-    else:
-        path = locate(CATALOG[cfg.dataset], cfg) if cfg.dataset in CATALOG else Path(cfg.dataset)
-        if not path.exists():
-            raise DataError(f"{path}: no such file, and {cfg.dataset!r} is not a catalog name ({', '.join(CATALOG)})")
-        source = f"file:{file_digest(path)}"
-    cache = cache_root / "processed" / f"{name}-{_cache_key(source, cfg)}"
+    path, source = _source(cfg)
+    cache = _cache_dir(cfg, source)
     if use_cache and (cache / "ids.json").exists():
         return SequenceData.load(cache)
     if path is None:
@@ -200,7 +210,9 @@ def load_dataset(cfg: DataConfig, use_cache: bool = True) -> SequenceData:
 def cache_path(cfg: DataConfig) -> Path | None:
     """Where ``load_dataset`` keeps this data set's processed form (None if not yet cached)."""
     cfg = resolve_config(cfg)
-    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    root = cache_root / "processed"
-    matches = sorted(root.glob(f"{dataset_name(cfg)}-*")) if root.exists() else []
-    return matches[-1] if matches else None
+    try:
+        _, source = _source(cfg, download=False)
+    except DataError:
+        return None
+    cache = _cache_dir(cfg, source)
+    return cache if (cache / "ids.json").exists() else None
