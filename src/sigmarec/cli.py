@@ -100,7 +100,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     root = Path(args.out) / time.strftime("demo-%Y%m%d-%H%M%S")
     results, timing = {}, {}
     for model in ("sasrec", "gru4rec"):
-        cfg = make_config(model, {"data": {"dataset": "synthetic"}, "train": {"epochs": args.epochs, "patience": 5,
+        cfg = make_config(model, {"data": {"dataset": "synthetic"}, "train": {"epochs": args.epochs, "patience": 4,
                                                                              "progress": not args.quiet}})
         metrics = Trainer(cfg, root / model).fit()
         results[model] = metrics["test"]
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="train on the bundled synthetic data set and print a comparison")
     m.add_argument("--out", default="runs")
-    m.add_argument("--epochs", type=int, default=30)
+    m.add_argument("--epochs", type=int, default=20)
     m.add_argument("--quiet", action="store_true")
     m.set_defaults(func=cmd_demo)
     return p

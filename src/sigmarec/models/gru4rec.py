@@ -23,7 +23,7 @@ class GRU4RecConfig:
     dropout: float = 0.3
     loss: str = "ce"  # ce | bce | sampled
     n_negatives: int = 100
-    init_std: float = 0.02
+    init_std: float | None = None  # None: PyTorch defaults (N(0, 1) embeddings); 0.02-style inits stall the GRU
 
 
 def roll_rows(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -50,8 +50,9 @@ class GRU4Rec(SequentialRecommender):
         self.drop = FastDropout(cfg.dropout)
         self.gru = nn.GRU(cfg.hidden_size, cfg.gru_size, cfg.n_layers, batch_first=True, dropout=cfg.dropout if cfg.n_layers > 1 else 0.0)
         self.out = nn.Linear(cfg.gru_size, cfg.hidden_size)
-        init_weights(self.item, cfg.init_std)
-        init_weights(self.out, cfg.init_std)
+        if cfg.init_std is not None:
+            init_weights(self.item, cfg.init_std)
+            init_weights(self.out, cfg.init_std)
         with torch.no_grad():
             self.item.weight[0].zero_()
 
