@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	PY=$(BIN)/python bash benchmarks/all.sh
 
 clean:
 	rm -rf $(VENV) runs .cache

@@ -99,6 +99,7 @@ def speed(args: argparse.Namespace) -> None:
 
 def summarise(args: argparse.Namespace) -> None:
     rows = [json.loads(l) for l in (RESULTS / "accuracy.jsonl").read_text().splitlines()]
+    rows = list({r["run_dir"]: r for r in rows}.values())  # a rerun of a finished run replaces its record
     groups: dict[tuple, list] = {}
     for r in rows:
         groups.setdefault((r["model"], r["dataset"], r["loss"], r["tag"]), []).append(r)

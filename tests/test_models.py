@@ -48,12 +48,8 @@ MODEL_NAMES = sorted(MODELS)
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster and avoids oversubscribing a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_thread(one_thread):
+    """Tiny tensors: one intra-op thread (see conftest)."""
 
 
 @pytest.mark.parametrize("loss", LOSSES)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from sigmarec.data.batching import Batch
+from sigmarec.models.layers.losses import next_item_loss
 
 
 class SequentialRecommender(nn.Module):
@@ -48,3 +49,27 @@ class SequentialRecommender(nn.Module):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Hook for schedules that depend on the epoch (e.g. warm-up); default does nothing."""
+
+
+class NextItemModel(SequentialRecommender):
+    """A model whose hidden state at position t scores item t+1 against the item table ``self.item``.
+
+    Subclasses implement ``encode(inputs) -> [B, L, d]``; the config provides ``loss`` and
+    ``n_negatives`` (see ``layers/losses.py``). The user representation is the newest position.
+    """
+
+    item: nn.Embedding
+
+    def encode(self, inputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        h = self.encode(batch.inputs)
+        mask = batch.targets > 0
+        return next_item_loss(h[mask], batch.targets[mask], self.item.weight, self.cfg.loss, self.cfg.n_negatives)
+
+    def user_representation(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.encode(inputs)[:, -1]
+
+    def item_embeddings(self) -> torch.Tensor:
+        return self.item.weight

@@ -8,10 +8,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from sigmarec.data.batching import Batch
-from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.base import NextItemModel
 from sigmarec.models.layers.dropout import FastDropout
-from sigmarec.models.layers.losses import next_item_loss
 from sigmarec.models.sasrec import init_weights
 
 
@@ -35,7 +33,7 @@ def roll_rows(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, idx)
 
 
-class GRU4Rec(SequentialRecommender):
+class GRU4Rec(NextItemModel):
     """Embedding -> dropout -> GRU -> linear to item space; scores are dot products with item embeddings.
 
     Batches are left-padded; the GRU runs on packed right-aligned sequences so padding never enters
@@ -66,14 +64,3 @@ class GRU4Rec(SequentialRecommender):
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)
         out = roll_rows(out, -pad)  # back to left padding
         return self.out(self.drop(out))
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        h = self.encode(batch.inputs)
-        mask = batch.targets > 0
-        return next_item_loss(h[mask], batch.targets[mask], self.item.weight, self.cfg.loss, self.cfg.n_negatives)
-
-    def user_representation(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.encode(inputs)[:, -1]
-
-    def item_embeddings(self) -> torch.Tensor:
-        return self.item.weight

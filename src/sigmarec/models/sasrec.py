@@ -7,9 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sigmarec.data.batching import Batch
-from sigmarec.models.base import SequentialRecommender
-from sigmarec.models.layers.losses import next_item_loss
+from sigmarec.models.base import NextItemModel
 from sigmarec.models.layers.transformer import CausalEncoder
 
 
@@ -37,7 +35,7 @@ def init_weights(module: nn.Module, std: float) -> None:
             nn.init.zeros_(m.bias)
 
 
-class SASRec(SequentialRecommender):
+class SASRec(NextItemModel):
     """Item embeddings (shared between input and output) + learned positions + causal Transformer.
 
     The hidden state at position t scores item t+1 by a dot product with its embedding.
@@ -56,14 +54,3 @@ class SASRec(SequentialRecommender):
 
     def encode(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.item(inputs) * self.cfg.hidden_size**0.5, inputs)
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        h = self.encode(batch.inputs)
-        mask = batch.targets > 0
-        return next_item_loss(h[mask], batch.targets[mask], self.item.weight, self.cfg.loss, self.cfg.n_negatives)
-
-    def user_representation(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.encode(inputs)[:, -1]
-
-    def item_embeddings(self) -> torch.Tensor:
-        return self.item.weight
