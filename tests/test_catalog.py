@@ -196,3 +196,20 @@ def test_real_office_file(tmp_path):
     assert data.items.min() >= 1  # the file's item "0" is remapped away from padding
     assert "0" in data.item_index()
     assert_same(load_dataset(cfg), data)
+
+
+def test_zip_download_extracts_side_files(tmp_path, monkeypatch):
+    import dataclasses
+    import zipfile
+
+    from sigmarec.data.readers import read_movielens_udata
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("ml-100k/u.data", "1\t7\t4\t881250949\n")
+        zf.writestr("ml-100k/u.item", "7|Twelve Monkeys (1995)|01-Jan-1995||url|" + "|".join(["0"] * 15 + ["1"] + ["0"] * 3) + "\n")
+    patch_network(monkeypatch, buf.getvalue())
+    entry = dataclasses.replace(CATALOG["ml-100k"], checksum=None)
+    path = catalog._download(entry, tmp_path / "downloads")
+    assert path == tmp_path / "downloads" / "ml-100k" / "u.data" and (path.parent / "u.item").exists()
+    assert read_movielens_udata(path).item_side.loc["7", "class"] == "Sci-Fi"

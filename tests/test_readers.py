@@ -272,6 +272,24 @@ def test_ml_udata(tmp_path):
         read_movielens_udata(path)
 
 
+def test_ml_udata_reads_uitem_genres(tmp_path):
+    flags = lambda *on: "|".join("1" if i in on else "0" for i in range(19))  # noqa: E731
+    (tmp_path / "u.item").write_bytes(
+        f"242|Kolya (1996)|24-Jan-1997||http://x|{flags(5)}\n"
+        f"302|L.A. Confidential (1997)|01-Jan-1997||http://y|{flags(6, 10, 13, 16)}\n"
+        f"7|Cr\u00e8me (1995)|01-Jan-1995||http://z|{flags(0)}\n".encode("latin-1")
+    )
+    path = write(tmp_path, "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n")
+    side = read_movielens_udata(path).item_side
+    assert list(side.columns) == ["movie_title", "release_year", "class"]
+    assert side.loc["302", "class"] == "Crime Film-Noir Mystery Thriller"  # u.item column order: first = Crime
+    assert side.loc["242", "class"] == "Comedy" and side.loc["242", "release_year"] == "1997"
+    assert side.loc["7", "movie_title"] == "Cr\u00e8me (1995)" and side.loc["7", "class"] == "unknown"
+    (tmp_path / "u.item").write_text("1|Toy Story|01-Jan-1995||url|0|1\n")
+    with raises_at(tmp_path / "u.item", 1, "expected 24 |-separated fields"):
+        read_movielens_udata(path)
+
+
 # ------------------------------------------------------------------------------------ amazon
 JSON_LINES = [
     '{"reviewerID": "A1", "asin": "B1", "overall": 5.0, "unixReviewTime": 1400000000, "style": {"x": 1}}',

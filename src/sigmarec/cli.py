@@ -1,4 +1,4 @@
-"""Command-line interface: ``sigmarec data|train|evaluate|recommend|demo``."""
+"""Command-line interface: ``sigmarec data|train|evaluate|recommend|interests|demo``."""
 
 from __future__ import annotations
 
@@ -93,6 +93,17 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_interests(args: argparse.Namespace) -> int:
+    from sigmarec.evaluate.interests import interest_report
+
+    out = Path(args.out) if args.out else Path(args.run_dir) / "interests"
+    report = interest_report(args.run_dir, out, args.top, args.checkpoint, args.device)
+    nmi = report["nmi"]
+    summary = "no known item categories" if nmi is None else f"NMI {nmi['value']:.4f} (random {nmi['random_baseline']:.4f})"
+    print(f"wrote {out / 'interests.md'}: {summary}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from sigmarec.train.run import make_config
     from sigmarec.train.trainer import Trainer
@@ -163,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint", choices=["best", "last"], default="best")
     r.add_argument("--device", default="auto")
     r.set_defaults(func=cmd_recommend)
+
+    i = sub.add_parser("interests", help="report on the interests a trained multi-interest model (sigma) learned")
+    i.add_argument("run_dir")
+    i.add_argument("--out", help="report folder (default: RUN_DIR/interests)")
+    i.add_argument("--top", type=int, default=10, help="items listed per learned category")
+    i.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    i.add_argument("--device", default="auto")
+    i.set_defaults(func=cmd_interests)
 
     m = sub.add_parser("demo", help="train on the bundled synthetic data set and print a comparison")
     m.add_argument("--out", default="runs")

@@ -36,6 +36,7 @@ class CatalogEntry:
     url: str | None = None
     checksum: str | None = None  # "sha256:..." or "md5:..." of the downloaded file
     member: str | None = None  # file inside a downloaded zip
+    extra_members: tuple[str, ...] = ()  # side files extracted next to ``member`` (e.g. MovieLens u.item)
     defaults: dict = field(default_factory=dict)  # DataConfig fields this data set needs
 
 
@@ -67,7 +68,7 @@ CATALOG: dict[str, CatalogEntry] = {
         "ml-100k", "MovieLens 100K (RecBole atomic files with genres and user attributes)",
         files=("ml-100k/ml-100k.inter", "ml-100k.inter", "ml-100k/u.data", "u.data"), format="auto",
         url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
-        checksum="md5:0e33842e24a9c977be4e0107933c0723", member="ml-100k/u.data",
+        checksum="md5:0e33842e24a9c977be4e0107933c0723", member="ml-100k/u.data", extra_members=("ml-100k/u.item",),
     ),
     "ml-1m": CatalogEntry(
         "ml-1m", "MovieLens 1M ratings",
@@ -126,12 +127,13 @@ def _download(entry: CatalogEntry, dest_dir: Path) -> Path:
                 raise DataError(f"download of {entry.url} has {algo} {got}, expected {expected}; refusing to use it")
         os.replace(tmp, target)
     if entry.member:
-        out = dest_dir / entry.member
-        if not out.exists():
-            with zipfile.ZipFile(target) as zf:
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(zf.read(entry.member))
-        return out
+        for member in (*entry.extra_members, entry.member):  # the main file last: its presence means "done"
+            out = dest_dir / member
+            if not out.exists():
+                with zipfile.ZipFile(target) as zf:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(zf.read(member))
+        return dest_dir / entry.member
     return target
 
 

@@ -445,10 +445,54 @@ def read_movielens_dat(path: str | Path) -> RawData:
     return RawData(_fixed_fields(p, "::", False, "user::item::rating::timestamp"), source=str(p))
 
 
-def read_movielens_udata(path: str | Path) -> RawData:
-    """Read MovieLens-100K ``u.data``: tab-separated ``user item rating timestamp``, no header."""
+# the 19 genre flags of MovieLens-100K ``u.item``, in column order
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
+    "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)
+
+
+def read_movielens_uitem(path: str | Path) -> pd.DataFrame:
+    """MovieLens-100K ``u.item`` (``|``-separated, Latin-1) as a side table indexed by item id.
+
+    Columns as in the RecBole ``ml-100k.item`` file: ``movie_title``, ``release_year`` and
+    ``class``, the item's genres (flags set to 1) space-separated in ``u.item`` column order.
+    """
     p = _check_path(path)
-    return RawData(_fixed_fields(p, "\t", False, "user<TAB>item<TAB>rating<TAB>timestamp"), source=str(p))
+    try:
+        text = p.read_bytes().decode("latin-1")
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read ({exc})") from None
+    n_fields = 5 + len(ML100K_GENRES)
+    rows: dict[str, list[str]] = {"item_id": [], "movie_title": [], "release_year": [], "class": []}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        flags = fields[5:]
+        if len(fields) != n_fields or any(f not in ("0", "1") for f in flags):
+            raise DataError(f"{p} line {n}: expected {n_fields} |-separated fields (id|title|date|video date|url and "
+                            f"{len(ML100K_GENRES)} genre flags 0/1)")
+        if not fields[0]:
+            raise DataError(f"{p} line {n}: expected a non-empty item id")
+        rows["item_id"].append(fields[0])
+        rows["movie_title"].append(fields[1])
+        rows["release_year"].append(fields[2][-4:])
+        rows["class"].append(" ".join(g for g, f in zip(ML100K_GENRES, flags) if f == "1"))
+    if not rows["item_id"]:
+        raise DataError(f"{p}: empty file (only blank lines)")
+    return pd.DataFrame(rows).set_index("item_id")
+
+
+def read_movielens_udata(path: str | Path) -> RawData:
+    """Read MovieLens-100K ``u.data``: tab-separated ``user item rating timestamp``, no header.
+
+    A sibling ``u.item`` becomes the item side table (titles and genres, see ``read_movielens_uitem``).
+    """
+    p = _check_path(path)
+    item_path = p.with_name("u.item")
+    item_side = read_movielens_uitem(item_path) if item_path.is_file() else None
+    return RawData(_fixed_fields(p, "\t", False, "user<TAB>item<TAB>rating<TAB>timestamp"), source=str(p), item_side=item_side)
 
 
 def read_amazon_csv(path: str | Path) -> RawData:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.gru4rec import GRU4Rec
 from sigmarec.models.sasrec import SASRec
+from sigmarec.models.sigma import SIGMA
 
 MODELS: dict[str, type[SequentialRecommender]] = {
     "sasrec": SASRec,
     "gru4rec": GRU4Rec,
+    "sigma": SIGMA,
 }
 
 

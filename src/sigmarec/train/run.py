@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +21,45 @@ from sigmarec.train.checkpoint import find_checkpoint, load_checkpoint
 from sigmarec.train.trainer import build_model, resolve_device
 
 
-def make_config(model: str, overrides: dict[str, Any] | None = None, config_file: str | Path | None = None) -> RunConfig:
-    """Defaults in code <- YAML file <- overrides (e.g. from ``--set``)."""
+PRESETS = Path(__file__).resolve().parent.parent / "presets"
+log = logging.getLogger("sigmarec")
+
+
+def find_preset(model: str, dataset: str, preset: str | None = "auto") -> Path | None:
+    """The tuned settings shipped for ``model`` on ``dataset``: ``presets/MODEL-DATASET.yaml`` for a
+    catalog data set, else ``presets/MODEL-default.yaml``, else none. ``preset`` may name one
+    (``office``, ``default``, or a YAML path) or be ``none``."""
+    model = model.lower()
+    if preset is None or preset == "none":
+        return None
+    if preset != "auto":
+        path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS / f"{model}-{preset}.yaml"
+        if not path.exists():
+            known = sorted(p.stem for p in PRESETS.glob(f"{model}-*.yaml"))
+            raise FileNotFoundError(f"preset {preset!r} not found ({path}); presets for {model}: {known or 'none'}")
+        return path
+    for name in (dataset, "default"):
+        path = PRESETS / f"{model}-{name}.yaml"
+        if name and path.exists():
+            return path
+    return None
+
+
+def make_config(model: str, overrides: dict[str, Any] | None = None, config_file: str | Path | None = None,
+                preset: str | None = "auto") -> RunConfig:
+    """Defaults in code <- preset (tuned per data set, see ``find_preset``) <- YAML file <- overrides."""
     cls = get_model_class(model)
     values: dict[str, Any] = {}
     if config_file:
         values = load_yaml(config_file)
     values = merge(values, overrides or {})
+    dataset = str((values.get("data") or {}).get("dataset", "synthetic"))
+    path = find_preset(model, dataset, preset)
+    if path is not None:
+        values = merge(load_yaml(path), values)
+        log.info("using preset %s", path.name)
+    elif preset == "auto" and any(PRESETS.glob(f"{model.lower()}-*.yaml")):
+        log.info("no preset for %s on %s: code defaults", model, dataset)
     cfg = build_config(model.lower(), cls.config_class, values)
     ds = cfg.data.dataset
     if ds not in CATALOG and Path(ds).exists():

@@ -1,0 +1,35 @@
+"""Gaussian log-densities and KL terms used by the VAE models (SIGMA Eq. 4 and Eq. 6)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def diag_gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``log N(z | mean, diag(exp(logvar)))`` summed over the last dimension (broadcasting)."""
+    return -0.5 * (LOG_2PI + logvar + (z - mean).pow(2) * torch.exp(-logvar)).sum(-1)
+
+
+def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Closed-form ``KL(N(mean, exp(logvar)) || N(0, I))`` summed over the last dimension (Eq. 4, with its 1/2)."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+
+
+def mixture_kl_mc(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_weights: torch.Tensor,
+                  means: torch.Tensor, logvars: torch.Tensor) -> torch.Tensor:
+    """One-sample Monte Carlo ``KL(q || p)`` for ``q = N(mu, exp(logvar))`` and a Gaussian mixture ``p`` (Eq. 6).
+
+    ``z, mu, logvar``: ``[..., d]`` (``z`` drawn from q); ``log_weights``: ``[..., K]`` (log mixture
+    weights, summing to one in probability space); ``means, logvars``: ``[..., K, d]``. Returns
+    ``log q(z) - log sum_j w_j N(z | m_j, s_j)`` of shape ``[...]``, computed with ``logsumexp`` in
+    float32 so tiny component densities do not underflow.
+    """
+    z, mu, logvar = z.float(), mu.float(), logvar.float()
+    log_q = diag_gaussian_log_prob(z, mu, logvar)
+    log_comp = diag_gaussian_log_prob(z.unsqueeze(-2), means.float(), logvars.float())
+    log_p = torch.logsumexp(log_weights.float() + log_comp, dim=-1)
+    return log_q - log_p
