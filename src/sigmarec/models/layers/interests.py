@@ -93,6 +93,7 @@ class HardInterestGRU(nn.Module):
         cols = rank[b_idx, i_idx]
         x = v.new_zeros(n_rows, width, d).index_put((rows, cols), v[b_idx, i_idx] * weight[b_idx, i_idx].unsqueeze(-1))
         out, _ = self.gru(x)  # [rows, width, d]
+        out = out.to(v.dtype)  # under CUDA autocast cuDNN runs the GRU in float16; index_put needs one dtype
         per_item = v.new_zeros(B, L, d).index_put((b_idx, i_idx), out[rows, cols])
         has = last >= 0
         r = per_item.gather(1, last.clamp_min(0).view(B, L * k, 1).expand(-1, -1, d)).view(B, L, k, d)
