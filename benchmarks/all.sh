@@ -8,6 +8,6 @@ for ds in office beauty; do
     $PY benchmarks/run.py accuracy --dataset "$ds" --loss "$loss" --seeds 1 2 3
   done
 done
-$PY benchmarks/run.py speed --dataset beauty --model sasrec
-$PY benchmarks/run.py speed --dataset beauty --model sasrec --no-bucket
+$PY benchmarks/run.py speed --dataset beauty --models sasrec sigma --threads 1
+$PY benchmarks/run.py speed --dataset beauty --models sasrec --no-bucket
 $PY benchmarks/run.py summarise

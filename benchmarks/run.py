@@ -68,33 +68,44 @@ def accuracy(args: argparse.Namespace) -> None:
 
 
 def speed(args: argparse.Namespace) -> None:
-    """Seconds per training epoch and per full evaluation, and peak memory (RSS), same process."""
-    cfg = make_config(args.model, {"data": {"dataset": args.dataset}, "train": {"num_threads": args.threads}})
+    """Seconds per training epoch and per full evaluation of each model, measured in one process
+    (so ratios between models compare like with like), and the process's peak memory so far (RSS)."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = load_dataset(cfg.data)
-    split = make_split(data, cfg.protocol, cfg.data.max_len)
-    torch.manual_seed(0)
-    model = build_model(cfg, data)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    times = []
-    for epoch in range(args.epochs):
+    session = time.strftime("%Y%m%d-%H%M%S")
+    rows = []
+    for name in args.models:
+        cfg = make_config(name, {"data": {"dataset": args.dataset}, "train": {"num_threads": args.threads}})
+        data = load_dataset(cfg.data)
+        split = make_split(data, cfg.protocol, cfg.data.max_len)
+        torch.manual_seed(0)
+        model = build_model(cfg, data)
+        model.on_epoch_start(10**6)  # schedules fully on (e.g. SIGMA's hard interests after warm-up)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        times = []
+        for epoch in range(args.epochs):
+            t0 = time.time()
+            for b in train_batches(split, cfg.train.batch_size, cfg.data.max_len, np.random.default_rng(epoch), not args.no_bucket):
+                out = model.loss(b)
+                loss = out["loss"] if isinstance(out, dict) else out
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            times.append(time.time() - t0)
         t0 = time.time()
-        for b in train_batches(split, cfg.train.batch_size, cfg.data.max_len, np.random.default_rng(epoch), not args.no_bucket):
-            loss = model.loss(b)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        times.append(time.time() - t0)
-    t0 = time.time()
-    evaluate(model, data, split.test, cfg.eval, cfg.data.max_len)
-    eval_s = time.time() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    row = {"model": args.model, "dataset": args.dataset, "bucket": not args.no_bucket, "sec_per_epoch": float(np.median(times)),
-           "sec_full_eval_test": eval_s, "eval_users": len(split.test), "peak_rss_mb": peak_mb,
-           "train_targets": split.n_train_targets}
-    record("speed", row)
-    print(json.dumps(row))
+        evaluate(model, data, split.test, cfg.eval, cfg.data.max_len)
+        eval_s = time.time() - t0
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        row = {"model": name, "dataset": args.dataset, "bucket": not args.no_bucket, "session": session,
+               "hidden_size": getattr(cfg.model, "hidden_size", None), "max_len": cfg.data.max_len,
+               "sec_per_epoch": float(np.median(times)), "sec_full_eval_test": eval_s, "eval_users": len(split.test),
+               "peak_rss_mb_so_far": peak_mb, "train_targets": split.n_train_targets}
+        if rows:
+            row["ratio_to_first"] = {"model": rows[0]["model"], "train": row["sec_per_epoch"] / rows[0]["sec_per_epoch"],
+                                     "eval": eval_s / rows[0]["sec_full_eval_test"]}
+        rows.append(row)
+        record("speed", row)
+        print(json.dumps(row), flush=True)
 
 
 def summarise(args: argparse.Namespace) -> None:
@@ -131,7 +142,7 @@ def main() -> None:
     a.add_argument("--out", default="runs/bench")
     a.set_defaults(func=accuracy)
     s = sub.add_parser("speed")
-    s.add_argument("--model", default="sasrec")
+    s.add_argument("--models", nargs="+", default=["sasrec"], help="measured one after the other in one process")
     s.add_argument("--dataset", default="beauty")
     s.add_argument("--epochs", type=int, default=3)
     s.add_argument("--threads", type=int, default=None)
