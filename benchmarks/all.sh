@@ -8,6 +8,14 @@ for ds in office beauty; do
     $PY benchmarks/run.py accuracy --dataset "$ds" --loss "$loss" --seeds 1 2 3
   done
 done
+for ds in office beauty; do
+  seeds="1 2 3"; [ "$ds" = beauty ] && seeds="1"
+  $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds
+  $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss bce --seeds $seeds
+  $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds --tag nomie --set model.prior=standard
+  $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds --tag nosgm --set model.sgm=false
+  $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds --tag noorth --set model.beta2=0
+done
 $PY benchmarks/run.py speed --dataset beauty --models sasrec sigma --threads 1
 $PY benchmarks/run.py speed --dataset beauty --models sasrec --no-bucket
 $PY benchmarks/run.py summarise

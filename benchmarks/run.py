@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import make_split
@@ -53,7 +54,7 @@ def accuracy(args: argparse.Namespace) -> None:
         for kv in args.set or []:
             key, value = kv.split("=", 1)
             section, field = key.split(".")
-            overrides.setdefault(section, {})[field] = json.loads(value) if value[:1] in "[{0123456789-" or value in ("true", "false") else value
+            overrides.setdefault(section, {})[field] = yaml.safe_load(value)
         cfg = make_config(args.model, overrides)
         out = Path(args.out) / f"{args.model}-{args.dataset}-{args.loss}-{args.tag}-s{seed}"
         t0 = time.time()
