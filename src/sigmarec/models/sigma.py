@@ -46,6 +46,8 @@ class SIGMAConfig:
     n_heads: int = 2  # (authors: 4)
     dropout: float = 0.3  # hidden dropout (authors: 0.3)
     attn_dropout: float = 0.3  # (authors: 0.0 on Beauty, 0.3 on Office/Toys)
+    decoder_input_dropout: float = 0.0  # dropout on z entering the decoder; z rides the residual stream to the
+    # output, so dropping its coordinates there (as on item embeddings) cuts what the decoder can pass on
     loss: str = "ce"  # reconstruction: ce = Eq. 7 full softmax | bce = authors' code, one sampled negative | sampled
     n_negatives: int = 100  # for loss=sampled
     temperature: float = 1.0  # tau of Eq. 7
@@ -124,7 +126,9 @@ class SIGMA(SequentialRecommender):
         self.use_mie = cfg.prior == "mixture"
         if cfg.sgm:
             enc = lambda: CausalEncoder(d, max_len, cfg.n_layers, cfg.n_heads, cfg.dropout, cfg.attn_dropout)  # noqa: E731
-            self.enc_mu, self.enc_logvar, self.decoder = enc(), enc(), enc()
+            self.enc_mu, self.enc_logvar = enc(), enc()
+            self.decoder = CausalEncoder(d, max_len, cfg.n_layers, cfg.n_heads, cfg.dropout, cfg.attn_dropout,
+                                         input_dropout=cfg.decoder_input_dropout)
         if self.use_mie:
             self.categories = nn.Parameter(torch.randn(K, d))
             self.hard = HardInterestGRU(d, cfg.gru_layers, cfg.gru_bias) if cfg.hard_interests else None

@@ -52,12 +52,13 @@ class CausalEncoder(nn.Module):
     the SASRec layout and keeps outputs independent of how much left padding a batch carries.
     """
 
-    def __init__(self, d: int, max_len: int, n_layers: int, heads: int, dropout: float, attn_dropout: float, activation: str = "gelu"):
+    def __init__(self, d: int, max_len: int, n_layers: int, heads: int, dropout: float, attn_dropout: float, activation: str = "gelu",
+                 input_dropout: float | None = None):
         super().__init__()
         self.pos = nn.Embedding(max_len, d)
         self.blocks = nn.ModuleList(TransformerBlock(d, heads, dropout, attn_dropout, activation=activation) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d)
-        self.drop = FastDropout(dropout)
+        self.drop = FastDropout(dropout if input_dropout is None else input_dropout)
         self.max_len = max_len
 
     def forward(self, x: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
