@@ -112,7 +112,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     root = Path(args.out) / time.strftime("demo-%Y%m%d-%H%M%S")
     results, timing, nmi = {}, {}, {}
     for model in ("sigma", "sasrec"):
-        cfg = make_config(model, {"data": {"dataset": "synthetic"}, "train": {"epochs": args.epochs, "patience": 4,
+        cfg = make_config(model, {"data": {"dataset": "synthetic"}, "train": {"epochs": args.epochs, "patience": 10,
                                                                              "progress": not args.quiet}})
         metrics = Trainer(cfg, root / model).fit()
         results[model] = metrics["test"]
