@@ -79,6 +79,8 @@ class SIGMAConfig:
     omega_init_logvar: float = 0.0  # initial bias of log omega^2 (at -4 the prior's narrow components pull mu hard)
     mie_negatives: int = 256  # MIE likelihood: softmax over the target and this many in-batch targets; 0 = all items
     mie_temperature: float = 0.1  # epsilon of Eq. 5's softmax (authors: 0.1)
+    mie_item_grad: bool = True  # false: the MIE-VAE reads the item table without training it (the SGM-VAE does);
+    # ignored when sgm=false
     mie_cosine: bool = True  # Eq. 5 on L2-normalised interests and items (a temperature of 0.1 presumes unit vectors)
     init_std: float = 0.02
 
@@ -171,6 +173,8 @@ class SIGMA(SequentialRecommender):
         intensities ``alpha`` ``[B, L, K]`` and ``has_hard`` ``[B, L, K]`` (category j seen up to t)."""
         c = self.cfg
         v = self._embed(inputs)
+        if not self._mie_trains_items():
+            v = v.detach()
         valid = inputs > 0
         g = self.unit_categories()
         a = category_probs(v, g, c.category_tau)
@@ -183,6 +187,9 @@ class SIGMA(SequentialRecommender):
             m = torch.where(has.unsqueeze(-1), (h + r) / 2, h)
         gm = torch.cat([g.expand(*m.shape[:-1], -1), m], dim=-1)
         return {"mean": m, "logvar": self.omega(gm), "alpha": alpha, "has_hard": has}
+
+    def _mie_trains_items(self) -> bool:
+        return self.cfg.mie_item_grad or not self.cfg.sgm
 
     def decode_interests(self, x: torch.Tensor) -> torch.Tensor:
         """``u^j = MLP(x^j)``: interest samples (or means) into item space."""
@@ -204,7 +211,7 @@ class SIGMA(SequentialRecommender):
     def _mie_likelihood(self, u: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Eq. 5: softmax over items of ``max_j <u^j, v> / epsilon``; ``u`` [M, K, d], ``targets`` [M]."""
         c = self.cfg
-        items = self.item.weight
+        items = self.item.weight if self._mie_trains_items() else self.item.weight.detach()
         if c.mie_cosine:
             u, items = F.normalize(u, dim=-1), F.normalize(items, dim=-1)
         u = u / c.mie_temperature
