@@ -26,6 +26,7 @@ from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import make_split
 from sigmarec.data.sequences import DataError
 from sigmarec.evaluate.evaluator import evaluate
+from sigmarec.models.base import loss_parts
 from sigmarec.train.run import make_config
 from sigmarec.train.trainer import Trainer, build_model
 from sigmarec.data.batching import train_batches
@@ -87,8 +88,7 @@ def speed(args: argparse.Namespace) -> None:
         for epoch in range(args.epochs):
             t0 = time.time()
             for b in train_batches(split, cfg.train.batch_size, cfg.data.max_len, np.random.default_rng(epoch), not args.no_bucket):
-                out = model.loss(b)
-                loss = out["loss"] if isinstance(out, dict) else out
+                loss = loss_parts(model.loss(b))["loss"]
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

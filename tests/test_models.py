@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 
-from sigmarec.data.batching import Batch
+from batches import left_padded, make_batch
 from sigmarec.models import MODELS
+from sigmarec.models.base import loss_parts
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.losses import LOSSES, next_item_loss
 
@@ -20,22 +21,6 @@ def make_model(name, loss="ce", dropout=0.1, seed=0, n_items=N_ITEMS, max_len=MA
     cfg = dataclasses.replace(cls.config_class(), **{k: v for k, v in values.items() if k in fields})
     torch.manual_seed(seed)
     return cls(cfg, n_items, max_len)
-
-
-def left_padded(seqs, width):
-    out = torch.zeros(len(seqs), width, dtype=torch.long)
-    for r, s in enumerate(seqs):
-        if len(s):
-            out[r, width - len(s):] = torch.as_tensor(s)
-    return out
-
-
-def make_batch(seqs, width):
-    """Windows -> (inputs w[:-1], targets w[1:]) as the training batcher builds them."""
-    w = left_padded(seqs, width + 1)
-    inputs, targets = w[:, :-1].clone(), w[:, 1:].clone()
-    targets[inputs == 0] = 0
-    return Batch(inputs, targets, torch.arange(len(seqs)))
 
 
 def random_seqs(n, seed, n_items=N_ITEMS, max_len=MAX_LEN):
@@ -59,7 +44,7 @@ def test_loss_finite_and_gradients_reach_item_embeddings(name, loss):
     model.train()
     batch = make_batch(random_seqs(8, seed=1), MAX_LEN)
     out = model.loss(batch)
-    value = out["loss"] if isinstance(out, dict) else out
+    value = loss_parts(out)["loss"]
     assert value.dim() == 0 and torch.isfinite(value)
     assert value.item() > 0
     value.backward()
@@ -138,14 +123,14 @@ def test_overfits_a_tiny_fixed_set(name):
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
     def recon(out):  # next-item term (models returning parts, e.g. a VAE's ELBO, name it "recon")
-        return out if not isinstance(out, dict) else out.get("recon", out["loss"])
+        parts = loss_parts(out)
+        return parts.get("recon", parts["loss"])
 
     with torch.no_grad():
         first = float(recon(model.loss(batch)))
     assert first == pytest.approx(math.log(20), rel=0.1)  # near-uniform at initialisation
     for _ in range(100):
-        out = model.loss(batch)
-        loss = out["loss"] if isinstance(out, dict) else out
+        loss = loss_parts(model.loss(batch))["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()

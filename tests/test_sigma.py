@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
+import batches
+from batches import left_padded
 from sigmarec.data.batching import Batch
 from sigmarec.models.layers.gaussian import kl_standard_normal, mixture_kl_mc
 from sigmarec.models.layers.interests import (
@@ -34,20 +36,8 @@ def make_model(seed: int = 0, **overrides) -> SIGMA:
     return SIGMA(SIGMAConfig(**{**SMALL, **overrides}), n_items=N_ITEMS, max_len=MAX_LEN)
 
 
-def left_padded(seqs, width):
-    out = torch.zeros(len(seqs), width, dtype=torch.long)
-    for r, s in enumerate(seqs):
-        if len(s):
-            out[r, width - len(s):] = torch.as_tensor(s)
-    return out
-
-
 def make_batch(seqs, width=MAX_LEN) -> Batch:
-    """Inputs ``w[:-1]`` and next-item targets ``w[1:]`` (0 where there is none), as the batcher builds them."""
-    w = left_padded(seqs, width + 1)
-    inputs, targets = w[:, :-1].clone(), w[:, 1:].clone()
-    targets[inputs == 0] = 0
-    return Batch(inputs, targets, torch.arange(len(seqs)))
+    return batches.make_batch(seqs, width)
 
 
 SEQS = [[1, 5, 9, 2, 7, 7, 30, 11, 4, 3, 8], [6, 2, 13], [21, 22, 23, 24, 25, 26], [17, 1]]

@@ -110,7 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sigmarec.train.trainer import Trainer
 
     root = Path(args.out) / time.strftime("demo-%Y%m%d-%H%M%S")
-    results, timing, nmi = {}, {}, {}
+    results, timing = {}, {}
     for model in ("sigma", "sasrec"):
         cfg = make_config(model, {"data": {"dataset": "synthetic"}, "train": {"epochs": args.epochs, "patience": 10,
                                                                              "progress": not args.quiet}})

@@ -127,10 +127,11 @@ def _download(entry: CatalogEntry, dest_dir: Path) -> Path:
                 raise DataError(f"download of {entry.url} has {algo} {got}, expected {expected}; refusing to use it")
         os.replace(tmp, target)
     if entry.member:
-        for member in (*entry.extra_members, entry.member):  # the main file last: its presence means "done"
-            out = dest_dir / member
-            if not out.exists():
-                with zipfile.ZipFile(target) as zf:
+        missing = [m for m in (*entry.extra_members, entry.member) if not (dest_dir / m).exists()]
+        if missing:
+            with zipfile.ZipFile(target) as zf:
+                for member in missing:  # the main file last: its presence means "done"
+                    out = dest_dir / member
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_bytes(zf.read(member))
         return dest_dir / entry.member

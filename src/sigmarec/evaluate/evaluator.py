@@ -24,26 +24,30 @@ def ragged_ranges(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
     return flat[idx], offsets
 
 
+def input_batches(data: SequenceData, cases: EvalSet, max_len: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(rows, inputs [B, L])``: cases in order of input length, ``batch_size`` at a time, each
+    input the last ``max_len`` items left-padded, so short histories are not padded to the longest."""
+    order = np.argsort(np.minimum(cases.ends - cases.starts, max_len), kind="stable")
+    for i in range(0, len(cases), batch_size):
+        rows = order[i : i + batch_size]
+        yield rows, gather_left_padded(data.items, cases.starts[rows], cases.ends[rows], max_len)
+
+
 @torch.no_grad()
 def scored_batches(model: SequentialRecommender, data: SequenceData, cases: EvalSet, max_len: int, device: torch.device,
                    batch_size: int, exclude_history: bool) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """Yield ``(rows, scores [B, N + 1])`` with padding and (optionally) history masked to -inf.
 
     The model sees the last ``max_len`` items of each input; the exclusion uses the whole input.
-    Cases are batched in order of input length (``rows`` are their indices), so short histories
-    are not padded to the longest one. This is the single code path behind ``evaluate`` and
-    ``recommend --split``.
+    Cases come in the order of ``input_batches`` (``rows`` are their indices). This is the single
+    code path behind ``evaluate`` and ``recommend --split``.
     """
     was_training = model.training
     model.eval()
-    order = np.argsort(np.minimum(cases.ends - cases.starts, max_len), kind="stable")
     try:
-        for i in range(0, len(cases), batch_size):
-            rows = order[i : i + batch_size]
-            s, e = cases.starts[rows], cases.ends[rows]
-            inputs = torch.from_numpy(gather_left_padded(data.items, s, e, max_len)).to(device)
-            history = torch.from_numpy(gather_left_padded(data.items, s, e)).to(device)
-            scores = model.score_all(inputs).float()
+        for rows, inputs in input_batches(data, cases, max_len, batch_size):
+            history = torch.from_numpy(gather_left_padded(data.items, cases.starts[rows], cases.ends[rows])).to(device)
+            scores = model.score_all(torch.from_numpy(inputs).to(device)).float()
             yield rows, mask_scores(scores, history, exclude_history)
     finally:
         model.train(was_training)

@@ -24,9 +24,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from sigmarec.data.batching import gather_left_padded
 from sigmarec.data.protocols import EvalSet
 from sigmarec.data.sequences import SequenceData
+from sigmarec.evaluate.evaluator import input_batches
+from sigmarec.models.layers.interests import interest_intensities
 from sigmarec.train.checkpoint import write_json_atomic, write_text_atomic
 
 KNOWN_COLUMNS = ("category", "class", "genre", "genres")
@@ -113,16 +114,14 @@ def user_interests(model: torch.nn.Module, data: SequenceData, cases: EvalSet, m
         k = probs.shape[1]
         intensities = np.zeros((len(cases), k), dtype=np.float64)
         hard = np.zeros(len(cases), dtype=np.int64)
-        order = np.argsort(np.minimum(cases.ends - cases.starts, max_len), kind="stable")
-        for i in range(0, len(cases), batch_size):
-            rows = order[i : i + batch_size]
-            inputs = torch.from_numpy(gather_left_padded(data.items, cases.starts[rows], cases.ends[rows], max_len)).to(device)
-            valid = (inputs > 0).unsqueeze(-1)
+        for rows, batch in input_batches(data, cases, max_len, batch_size):
+            inputs = torch.from_numpy(batch).to(device)
+            valid = inputs > 0
             if callable(getattr(model, "interest_intensities", None)):
                 alpha = model.interest_intensities(inputs).float()
             else:
-                alpha = (probs[inputs] * valid).sum(1) / valid.sum(1).clamp_min(1)
-            seen = F.one_hot(item_cat[inputs], k).bool() & valid
+                alpha = interest_intensities(probs[inputs], valid)
+            seen = F.one_hot(item_cat[inputs], k).bool() & valid.unsqueeze(-1)
             intensities[rows] = alpha.cpu().numpy()
             hard[rows] = seen.any(1).sum(1).cpu().numpy()
         return intensities, hard

@@ -142,11 +142,10 @@ class CoverageCounter:
         if scores.shape[0] == 0:
             return
         k = min(self._k_max, n_cols)
-        s = scores
-        vals, idx = torch.topk(s, k, dim=1)
-        pos = torch.arange(k, device=s.device).expand_as(idx)
+        vals, idx = torch.topk(scores, k, dim=1)
+        pos = torch.arange(k, device=scores.device).expand_as(idx)
         pos = torch.where((vals == NEG_INF) | torch.isnan(vals), torch.full_like(pos, self._k_max), pos)
-        best = self._best_pos.to(s.device)
+        best = self._best_pos.to(scores.device)
         best.scatter_reduce_(0, idx.reshape(-1), pos.reshape(-1), reduce="amin")
         best[0] = self._k_max  # padding is never an item
         self._best_pos = best

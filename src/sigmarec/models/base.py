@@ -11,6 +11,11 @@ from sigmarec.data.batching import Batch
 from sigmarec.models.layers.losses import next_item_loss
 
 
+def loss_parts(out: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model's ``loss()`` result as a dict whose ``loss`` key is the scalar to minimise."""
+    return out if isinstance(out, dict) else {"loss": out}
+
+
 class SequentialRecommender(nn.Module):
     """A model = a loss from a batch + user representations that score all items.
 

@@ -32,7 +32,13 @@ from sigmarec.data.batching import Batch
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.gaussian import kl_standard_normal, mixture_kl_mc
-from sigmarec.models.layers.interests import HardInterestGRU, category_probs, hard_assignment, soft_interests
+from sigmarec.models.layers.interests import (
+    HardInterestGRU,
+    category_probs,
+    hard_assignment,
+    interest_intensities,
+    soft_interests,
+)
 from sigmarec.models.layers.losses import next_item_loss
 from sigmarec.models.layers.transformer import CausalEncoder
 from sigmarec.models.sasrec import init_weights
@@ -128,10 +134,10 @@ class SIGMA(SequentialRecommender):
         self.item = nn.Embedding(n_items + 1, d, padding_idx=0)
         self.use_mie = cfg.prior == "mixture"
         if cfg.sgm:
-            enc = lambda: CausalEncoder(d, max_len, cfg.n_layers, cfg.n_heads, cfg.dropout, cfg.attn_dropout)  # noqa: E731
-            self.enc_mu, self.enc_logvar = enc(), enc()
-            self.decoder = CausalEncoder(d, max_len, cfg.n_layers, cfg.n_heads, cfg.dropout, cfg.attn_dropout,
-                                         input_dropout=cfg.decoder_input_dropout)
+            def enc(input_dropout: float | None = None) -> CausalEncoder:
+                return CausalEncoder(d, max_len, cfg.n_layers, cfg.n_heads, cfg.dropout, cfg.attn_dropout, input_dropout=input_dropout)
+
+            self.enc_mu, self.enc_logvar, self.decoder = enc(), enc(), enc(cfg.decoder_input_dropout)
         if self.use_mie:
             self.categories = nn.Parameter(torch.randn(K, d))
             self.hard = HardInterestGRU(d, cfg.gru_layers, cfg.gru_bias) if cfg.hard_interests else None
@@ -204,10 +210,7 @@ class SIGMA(SequentialRecommender):
 
     def interest_intensities(self, inputs: torch.Tensor) -> torch.Tensor:
         """``alpha_T^j`` ``[B, K]``: each interest's share of the sequence's category mass."""
-        v = self._embed(inputs)
-        valid = inputs > 0
-        a = category_probs(v, self.categories, self.cfg.category_tau) * valid.unsqueeze(-1)
-        return a.sum(1) / valid.sum(1, keepdim=True).clamp_min(1)
+        return interest_intensities(category_probs(self._embed(inputs), self.categories, self.cfg.category_tau), inputs > 0)
 
     def _mie_likelihood(self, u: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Eq. 5: softmax over items of ``max_j <u^j, v> / epsilon``; ``u`` [M, K, d], ``targets`` [M]."""
@@ -259,7 +262,7 @@ class SIGMA(SequentialRecommender):
             parts["recon"] = next_item_loss(out[mask], tgt, self.item.weight, c.loss, c.n_negatives, c.temperature)
             mu_m, lv_m = mu[mask], logvar[mask]
             if self.use_mie:
-                pm, plv, alpha = dist["mean"][mask], dist["logvar"][mask], dist["alpha"][mask]
+                pm, plv, alpha = m, lv, dist["alpha"][mask]
                 if c.detach_prior:
                     pm, plv, alpha = pm.detach(), plv.detach(), alpha.detach()
                 parts["kl"] = mixture_kl_mc(z[mask], mu_m, lv_m, torch.log(alpha.clamp_min(1e-12)), pm, plv).mean()

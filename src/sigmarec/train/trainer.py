@@ -26,7 +26,7 @@ from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import Split, make_split
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import evaluate
-from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.base import SequentialRecommender, loss_parts
 from sigmarec.models.registry import get_model_class
 from sigmarec.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, write_json_atomic, write_text_atomic
 
@@ -119,7 +119,7 @@ class Trainer:
             batch = batch.to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 out = self.model.loss(batch)
-            parts = out if isinstance(out, dict) else {"loss": out}
+            parts = loss_parts(out)
             loss = parts["loss"]
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"epoch {epoch}: loss is {loss.item()}; lower train.lr or check the data")

@@ -32,6 +32,12 @@ def soft_interests(v: torch.Tensor, a: torch.Tensor, valid: torch.Tensor, pool: 
     return h, alpha
 
 
+def interest_intensities(a: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``alpha_T^j`` ``[B, K]`` of whole sequences: the mean of the real items' ``a_i^j`` (``a`` [B, L, K])."""
+    a = a * valid.unsqueeze(-1).to(a.dtype)
+    return a.sum(1) / valid.sum(1, keepdim=True).clamp_min(1).to(a.dtype)
+
+
 def hard_assignment(a: torch.Tensor, mode: str, gumbel_tau: float = 1.0, training: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Each item's category ``[...]`` and a weight ``[...]`` equal to 1 in value.
 
