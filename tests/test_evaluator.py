@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sigmarec.config import EvalConfig, ProtocolConfig
-from sigmarec.data.protocols import leave_one_out
+from sigmarec.data.protocols import comirec_user_split, leave_one_out
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import evaluate, ragged_ranges
 from sigmarec.evaluate.negatives import sample_negatives
@@ -234,3 +234,43 @@ def test_ragged_ranges_overlapping_and_unordered():
     values, offsets = ragged_ranges(flat, np.array([3, 0, 2, 4]), np.array([5, 2, 2, 5]))
     assert values.tolist() == [8, 9, 5, 6, 9]
     assert offsets.tolist() == [0, 2, 4, 4, 5]
+
+
+def naive_multi_target(model, data, cases, ks, exclude_history=True):
+    """Per-user Python reference: rank all items, count targets in the top K."""
+    out = {f"{m}@{k}": [] for m in ("recall", "hit", "ndcg") for k in ks}
+    for u, s, e, te in zip(cases.users, cases.starts, cases.ends, cases.target_ends):
+        hist = data.items[s:e]
+        scores = model.table[int(hist[-1])].clone()
+        scores[0] = -math.inf
+        if exclude_history:
+            scores[torch.as_tensor(hist)] = -math.inf
+        order = [int(i) for i in torch.argsort(scores, descending=True, stable=True)]
+        targets = set(int(i) for i in data.items[e:te])
+        for k in ks:
+            top = order[:k]
+            hits = [p for p, i in enumerate(top) if i in targets and scores[i] > -math.inf]
+            out[f"recall@{k}"].append(len(hits) / len(targets))
+            out[f"hit@{k}"].append(float(bool(hits)))
+            idcg = sum(1 / math.log2(p + 2) for p in range(min(len(targets), k)))
+            out[f"ndcg@{k}"].append(sum(1 / math.log2(p + 2) for p in hits) / idcg)
+    return {key: float(np.mean(v)) for key, v in out.items()}
+
+
+@pytest.mark.parametrize("exclude", [True, False])
+def test_multi_target_evaluation_matches_a_naive_loop(exclude):
+    rng = np.random.default_rng(3)
+    n_items = 25
+    seqs = [rng.integers(1, n_items + 1, int(n)) for n in rng.integers(2, 15, 60)]
+    data = make_data(seqs, n_items)
+    table = torch.from_numpy(rng.permutation(26 * 26).reshape(26, 26)).float()  # distinct scores: no tie-order question
+    model = TableModel(table)
+    split = comirec_user_split(data, ProtocolConfig(name="comirec", user_split=[0.5, 0.25, 0.25]), max_len=50)
+    ks = [1, 5, 10]
+    got = evaluate(model, data, split.test, EvalConfig(ks=ks, batch_size=7, exclude_history=exclude), max_len=50)
+    want = naive_multi_target(model, data, split.test, ks, exclude)
+    assert got["n"] == len(split.test.users) > 10
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value), key
+    with pytest.raises(ValueError, match="sampled_negatives"):
+        evaluate(model, data, split.test, EvalConfig(ks=ks, sampled_negatives=5), max_len=50)

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from sigmarec.config import ProtocolConfig
 from sigmarec.data.batching import batch_plan, gather_left_padded, train_batches
-from sigmarec.data.protocols import leave_one_out, make_windows
+from sigmarec.data.protocols import comirec_user_split, leave_one_out, make_windows
 from sigmarec.data.sequences import SequenceData
 
 
@@ -81,3 +81,35 @@ def test_bucketed_plan_is_a_partition_with_even_token_counts():
     tokens = np.array([lengths[b].sum() for b in plan])
     budget = 32 * lengths.mean()
     assert tokens[:-1].max() <= budget + 50 and np.median(tokens) > 0.5 * budget
+
+
+def test_comirec_user_split_partitions_users_and_never_leaks():
+    lengths = np.random.default_rng(1).integers(1, 30, 200)
+    data = make_data(lengths, seed=2)
+    cfg = ProtocolConfig(name="comirec")
+    split = comirec_user_split(data, cfg, max_len=8)
+    valid, test = set(split.valid.users), set(split.test.users)
+    train = set(split.train_users)
+    assert not (valid & test) and not (train & (valid | test))
+    eligible = int((lengths >= 2).sum())
+    assert len(valid) == round(eligible * 0.1) and len(test) == round(eligible * 0.1)
+    assert train | valid | test == set(np.flatnonzero(lengths >= 2))  # one-item users never train (no target)
+    for cases in (split.valid, split.test):
+        n = lengths[cases.users]
+        assert (cases.ends - cases.starts == np.clip(np.floor(n * 0.8), 1, n - 1)).all()
+        assert (cases.target_ends == data.offsets[cases.users + 1]).all()
+        assert (cases.targets == data.items[cases.ends]).all()
+    # training windows cover exactly the training users' sequences
+    assert set(split.train_users) == train
+    # same seed, same split; another seed, another split
+    again = comirec_user_split(data, cfg, max_len=8)
+    assert (again.test.users == split.test.users).all()
+    other = comirec_user_split(data, ProtocolConfig(name="comirec", split_seed=1), max_len=8)
+    assert set(other.test.users) != test
+
+
+@pytest.mark.parametrize("field,value", [("user_split", [0.8, 0.2]), ("user_split", [1, 0, 0]), ("history_fraction", 1.0)])
+def test_comirec_user_split_rejects_bad_settings(field, value):
+    data = make_data([5] * 20)
+    with pytest.raises(ValueError, match=field):
+        comirec_user_split(data, ProtocolConfig(name="comirec", **{field: value}), max_len=8)

@@ -9,9 +9,9 @@ from hypothesis.extra.numpy import arrays
 
 from sigmarec.evaluate.ranking import (
     CoverageCounter,
-    RankAccumulator,
     mask_scores,
     metrics_from_ranks,
+    multi_target_ranks,
     target_ranks,
 )
 
@@ -151,22 +151,38 @@ def test_coverage_ignores_masked_and_padding():
     assert cov.result([3], n_items=3)["coverage@3"] == pytest.approx(1 / 3)
 
 
-def test_rank_accumulator_batches_and_coverage():
-    acc = RankAccumulator(coverage=CoverageCounter(), k_max=2)
-    s1 = t([[0.0, 3.0, 2.0, 1.0]])
-    s2 = t([[0.0, 1.0, 2.0, 3.0], [0.0, 3.0, 2.0, 1.0]])
-    r1 = acc.add_scores(s1, t([[1]], torch.long), t([2], torch.long))
-    r2 = acc.add_scores(s2, torch.zeros((2, 0), dtype=torch.long), t([1, 1], torch.long))
-    assert r1.tolist() == [0] and r2.tolist() == [2, 0]
-    res = acc.result([1, 2])
-    assert res["n"] == 3
-    assert res["recall@1"] == pytest.approx(2 / 3)
-    assert res["mrr"] == pytest.approx((1 + 1 / 3 + 1) / 3)
-    # top-2 lists: {2,3}, {3,2}, {1,2} -> coverage@2 = 3/3; top-1: {2,3,1} -> 3/3
-    assert res["coverage@2"] == pytest.approx(1.0)
-    assert res["coverage@1"] == pytest.approx(1.0)
-    acc2 = RankAccumulator()
-    acc2.add(np.array([0, 1]))
-    acc2.add(torch.tensor([4]))
-    assert acc2.ranks.tolist() == [0, 1, 4]
-    assert "coverage@1" not in acc2.result([1])
+def test_multi_target_ranks_equal_single_target_ranks_column_by_column():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 6, (7, 30), generator=g).float()  # many ties
+    scores[0, 3] = float("nan")
+    scores[1, 5:9] = -INF
+    scores[2, 7] = -INF
+    targets = torch.stack([torch.randperm(29, generator=g)[:4] + 1 for _ in range(7)])
+    targets[2, 0] = 7  # a target scored -inf
+    targets[3, 2:] = 0  # fewer targets in this row
+    ranks = multi_target_ranks(scores, targets)
+    for c in range(4):
+        expect = target_ranks(scores, targets[:, c].clamp(min=1))
+        got = ranks[:, c]
+        real = targets[:, c] > 0
+        assert torch.equal(got[real], expect[real])
+        assert (got[~real] == -1).all()
+
+
+def test_multi_target_metrics_by_hand():
+    # user 0: targets ranked 0 and 3; user 1: targets ranked 5 (one target)
+    ranks = np.array([[0, 3], [5, -1]])
+    m = metrics_from_ranks(ranks, [1, 4])
+    assert m["recall@1"] == pytest.approx((1 / 2 + 0) / 2)
+    assert m["hit@1"] == pytest.approx(0.5)
+    assert m["recall@4"] == pytest.approx((2 / 2 + 0) / 2)
+    assert m["precision@4"] == pytest.approx((2 / 4 + 0) / 2)
+    idcg = 1 + 1 / np.log2(3)
+    assert m["ndcg@4"] == pytest.approx(((1 + 1 / np.log2(5)) / idcg + 0) / 2)
+    assert m["ndcg@1"] == pytest.approx((1 / 1 + 0) / 2)  # IDCG@1 counts one perfect slot
+    assert m["mrr"] == pytest.approx((1 + 1 / 6) / 2)
+    # a [U, 1] matrix gives exactly the single-target metrics
+    single = np.array([0, 2, 10])
+    assert metrics_from_ranks(single[:, None], [1, 3]) == metrics_from_ranks(single, [1, 3])
+    with pytest.raises(ValueError, match="at least one target"):
+        metrics_from_ranks(np.array([[-1, -1]]), [1])

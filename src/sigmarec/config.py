@@ -79,6 +79,11 @@ class EvalConfig:
 class ProtocolConfig:
     name: str = "loo"
     train_windows: str = "all"  # all: long sequences cut into windows so every position is a target; last: only the last window
+    # name=comirec (ComiRec's user split): users shuffled with split_seed and divided train:valid:test by
+    # user_split; a held-out user's first history_fraction of items is the input, the rest are targets
+    user_split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    history_fraction: float = 0.8
+    split_seed: int = 0
 
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "protocol": ProtocolConfig}

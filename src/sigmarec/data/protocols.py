@@ -19,12 +19,17 @@ from sigmarec.data.sequences import DataError, SequenceData
 
 @dataclass
 class EvalSet:
-    """Evaluation cases: the input of case ``r`` is ``items[starts[r]:ends[r]]``, its target ``targets[r]``."""
+    """Evaluation cases: the input of case ``r`` is ``items[starts[r]:ends[r]]``, its target ``targets[r]``.
+
+    With ``target_ends`` the case has several targets, ``items[ends[r]:target_ends[r]]`` (duplicates
+    count once), and ``targets[r]`` is the first of them.
+    """
 
     users: np.ndarray
     starts: np.ndarray
     ends: np.ndarray
     targets: np.ndarray
+    target_ends: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.users)
@@ -88,7 +93,44 @@ def leave_one_out(data: SequenceData, cfg: ProtocolConfig, max_len: int) -> Spli
     return Split(data, tu, ts, te, valid, test)
 
 
-PROTOCOLS: dict[str, Callable[[SequenceData, ProtocolConfig, int], Split]] = {"loo": leave_one_out}
+def comirec_user_split(data: SequenceData, cfg: ProtocolConfig, max_len: int) -> Split:
+    """The ComiRec protocol (Cen et al., 2020): users, not interactions, are split.
+
+    Users with at least 2 items are shuffled with ``split_seed`` and divided by ``user_split``
+    (train : valid : test, default 8:1:1); users with one item only train. Training users give
+    their whole sequences as training windows. A held-out user's first ``floor(len *
+    history_fraction)`` items (at least 1, at most len - 1) are the input and every later item is
+    a target, so metrics are multi-target (see ``evaluate.ranking.metrics_from_ranks``).
+    """
+    share = np.asarray(cfg.user_split, dtype=np.float64)
+    if share.shape != (3,) or (share < 0).any() or share[1:].sum() <= 0 or share.sum() <= 0:
+        raise ValueError(f"protocol.user_split must be three non-negative shares train, valid, test, got {cfg.user_split!r}")
+    if not 0 < cfg.history_fraction < 1:
+        raise ValueError(f"protocol.history_fraction must be in (0, 1), got {cfg.history_fraction!r}")
+    starts, ends = data.offsets[:-1], data.offsets[1:]
+    lengths = ends - starts
+    eligible = np.flatnonzero(lengths >= 2)
+    if len(eligible) < 3:
+        raise DataError(f"{data.name}: the comirec protocol needs users with at least 2 interactions; {len(eligible)} have")
+    order = np.random.default_rng(cfg.split_seed).permutation(eligible)
+    share = share / share.sum()
+    n_valid = max(int(round(len(order) * share[1])), 1 if share[1] > 0 else 0)
+    n_test = max(int(round(len(order) * share[2])), 1 if share[2] > 0 else 0)
+    valid_users, test_users = np.sort(order[:n_valid]), np.sort(order[n_valid : n_valid + n_test])
+    held_out = np.zeros(data.n_users, dtype=bool)
+    held_out[order[: n_valid + n_test]] = True
+    train_users = np.flatnonzero(~held_out)
+    tu, ts, te = make_windows(train_users, starts[train_users], ends[train_users], max_len, cfg.train_windows)
+
+    def cases(users: np.ndarray) -> EvalSet:
+        n_hist = np.clip(np.floor(lengths[users] * cfg.history_fraction).astype(np.int64), 1, lengths[users] - 1)
+        cut = starts[users] + n_hist
+        return EvalSet(users, starts[users], cut, data.items[cut], target_ends=ends[users])
+
+    return Split(data, tu, ts, te, cases(valid_users), cases(test_users))
+
+
+PROTOCOLS: dict[str, Callable[[SequenceData, ProtocolConfig, int], Split]] = {"loo": leave_one_out, "comirec": comirec_user_split}
 
 
 def make_split(data: SequenceData, cfg: ProtocolConfig, max_len: int) -> Split:

@@ -3,17 +3,17 @@
 from sigmarec.evaluate.negatives import sample_negatives, sampled_ranks
 from sigmarec.evaluate.ranking import (
     CoverageCounter,
-    RankAccumulator,
     mask_scores,
     metrics_from_ranks,
+    multi_target_ranks,
     target_ranks,
 )
 
 __all__ = [
     "CoverageCounter",
-    "RankAccumulator",
     "mask_scores",
     "metrics_from_ranks",
+    "multi_target_ranks",
     "sample_negatives",
     "sampled_ranks",
     "target_ranks",

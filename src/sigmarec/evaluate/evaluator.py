@@ -12,7 +12,7 @@ from sigmarec.data.batching import gather_left_padded
 from sigmarec.data.protocols import EvalSet
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.negatives import sample_negatives, sampled_ranks
-from sigmarec.evaluate.ranking import CoverageCounter, mask_scores, metrics_from_ranks, target_ranks
+from sigmarec.evaluate.ranking import CoverageCounter, mask_scores, metrics_from_ranks, multi_target_ranks, target_ranks
 from sigmarec.models.base import SequentialRecommender
 
 
@@ -53,12 +53,24 @@ def scored_batches(model: SequentialRecommender, data: SequenceData, cases: Eval
         model.train(was_training)
 
 
+def distinct_targets(data: SequenceData, cases: EvalSet, rows: np.ndarray) -> torch.Tensor:
+    """Targets ``[B, T]`` of multi-target cases, each item once per row, 0-padded."""
+    t = torch.from_numpy(gather_left_padded(data.items, cases.ends[rows], cases.target_ends[rows]))
+    t = t.sort(dim=1).values
+    repeat = torch.zeros_like(t, dtype=torch.bool)
+    repeat[:, 1:] = t[:, 1:] == t[:, :-1]
+    return t.masked_fill(repeat, 0)
+
+
 def evaluate(model: SequentialRecommender, data: SequenceData, cases: EvalSet, cfg: EvalConfig, max_len: int,
              device: torch.device | str = "cpu") -> dict[str, float]:
     """Metrics of ``model`` on ``cases``: full ranking by default, sampled when ``cfg.sampled_negatives > 0``."""
     device = torch.device(device)
     ks = sorted(cfg.ks)
     negatives = None
+    multi = cases.target_ends is not None
+    if cfg.sampled_negatives > 0 and multi:
+        raise ValueError("eval.sampled_negatives works with one target per case; this protocol has several (set it to 0)")
     if cfg.sampled_negatives > 0:
         hist, offsets = ragged_ranges(data.items, cases.starts, cases.ends)
         negatives = torch.from_numpy(
@@ -67,14 +79,23 @@ def evaluate(model: SequentialRecommender, data: SequenceData, cases: EvalSet, c
         ).to(device)
     coverage = CoverageCounter() if negatives is None else None
     ranks = np.zeros(len(cases), dtype=np.int64)
+    multi_ranks: list[tuple[np.ndarray, np.ndarray]] = []
     for rows, scores in scored_batches(model, data, cases, max_len, device, cfg.batch_size, cfg.exclude_history):
         targets = torch.from_numpy(np.asarray(cases.targets[rows], dtype=np.int64)).to(device)
-        if negatives is None:
+        if multi:
+            multi_ranks.append((rows, multi_target_ranks(scores, distinct_targets(data, cases, rows).to(device)).cpu().numpy()))
+            coverage.update(scores, max(ks))
+        elif negatives is None:
             ranks[rows] = target_ranks(scores, targets).cpu().numpy()
             coverage.update(scores, max(ks))
         else:
             t = scores.gather(1, targets[:, None])[:, 0]
             ranks[rows] = sampled_ranks(t, scores.gather(1, negatives[torch.from_numpy(rows).to(device)])).cpu().numpy()
+    if multi:
+        width = max((r.shape[1] for _, r in multi_ranks), default=1)
+        ranks = np.full((len(cases), width), -1, dtype=np.int64)
+        for rows, r in multi_ranks:
+            ranks[rows, : r.shape[1]] = r
     out = metrics_from_ranks(ranks, ks)
     if coverage is not None:
         out.update(coverage.result(ks, data.n_items))

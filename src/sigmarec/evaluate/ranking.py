@@ -30,9 +30,9 @@ NEG_INF = float("-inf")
 
 __all__ = [
     "CoverageCounter",
-    "RankAccumulator",
     "mask_scores",
     "metrics_from_ranks",
+    "multi_target_ranks",
     "target_ranks",
 ]
 
@@ -82,34 +82,66 @@ def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     return ranks
 
 
-def metrics_from_ranks(ranks: np.ndarray | Tensor, ks: Sequence[int]) -> dict[str, float]:
-    """Average ranking metrics over users from 0-based target ranks (one target per user).
+def multi_target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
+    """0-based rank of every target of every row: ``targets`` ``[B, T]`` (0 = no target) -> ``[B, T]``
+    int64, -1 where there is no target.
 
-    Keys: ``recall@K``, ``hit@K`` (equal to recall with one target), ``ndcg@K``
-    (``1/log2(rank+2)`` if ``rank < K`` else 0), ``precision@K`` (``hit/K``), ``mrr``
-    (``1/(rank+1)``, no cutoff) and ``n`` (int, number of users). With no users every metric
-    is NaN and ``n`` is 0.
+    Same conventions as :func:`target_ranks` (ties count against the target, ``-inf``/NaN items never
+    count, a ``-inf``/NaN target goes after every valid item), computed with one sort per row and a
+    binary search per target, so many targets per row cost no more memory than the scores.
+    Targets must be distinct within a row.
+    """
+    if scores.dim() != 2 or targets.dim() != 2 or targets.shape[0] != scores.shape[0]:
+        raise ValueError(f"need scores [B, N+1] and targets [B, T], got {tuple(scores.shape)} and {tuple(targets.shape)}")
+    items = scores[:, 1:]
+    items = torch.where(torch.isnan(items), NEG_INF, items)
+    ordered = items.sort(dim=1).values.contiguous()  # ascending
+    tgt = targets.to(device=scores.device, dtype=torch.long)
+    t = scores.gather(1, tgt.clamp(min=0))
+    t = torch.where(torch.isnan(t), NEG_INF, t).contiguous()
+    at_least = items.shape[1] - torch.searchsorted(ordered, t, right=False)  # items scoring >= t, the target included
+    ranks = at_least - 1
+    n_valid = (ordered > NEG_INF).sum(dim=1, keepdim=True)
+    ranks = torch.where(t > NEG_INF, ranks, n_valid.expand_as(ranks))
+    return torch.where(tgt > 0, ranks, torch.full_like(ranks, -1))
+
+
+def metrics_from_ranks(ranks: np.ndarray | Tensor, ks: Sequence[int]) -> dict[str, float]:
+    """Ranking metrics averaged over users from 0-based target ranks.
+
+    ``ranks`` is ``[U]`` (one target per user) or ``[U, T]`` (several targets, -1 = none; the
+    ComiRec protocol). With ``H`` the targets ranked inside the top K and ``|T|`` the user's targets:
+    ``recall@K`` = H / |T|, ``hit@K`` = 1 if H > 0, ``precision@K`` = H / K, ``ndcg@K`` = DCG / IDCG with
+    DCG summing ``1/log2(rank+2)`` over the hits and IDCG the same for ``min(|T|, K)`` perfect
+    ranks, ``mrr`` = ``1/(best rank + 1)`` (no cutoff); ``n`` (int) is the number of users. With one
+    target these are the usual single-target metrics (recall = hit). With no users every metric is NaN.
     """
     if isinstance(ranks, Tensor):
         ranks = ranks.detach().cpu().numpy()
-    r = np.asarray(ranks, dtype=np.float64).reshape(-1)
-    n = int(r.size)
+    r = np.asarray(ranks, dtype=np.float64)
+    r = r.reshape(-1, 1) if r.ndim <= 1 else r
+    valid = r >= 0
+    n_targets = valid.sum(axis=1)
+    if r.shape[0] and not n_targets.all():
+        raise ValueError("every user needs at least one target (a row of ranks is all -1)")
+    n = int(r.shape[0])
+    gain = np.where(valid, 1.0 / np.log2(np.maximum(r, 0) + 2.0), 0.0)
+    ideal = np.cumsum(1.0 / np.log2(np.arange(r.shape[1]) + 2.0))  # IDCG for 1..T targets
     out: dict[str, float] = {}
     for k in ks:
         k = int(k)
         if k <= 0:
             raise ValueError(f"cutoffs must be positive, got {k}")
-        if n == 0:
-            hit = ndcg = float("nan")
-        else:
-            inside = r < k
-            hit = float(inside.mean())
-            ndcg = float(np.where(inside, 1.0 / np.log2(r + 2.0), 0.0).mean())
-        out[f"recall@{k}"] = hit
-        out[f"hit@{k}"] = hit
-        out[f"ndcg@{k}"] = ndcg
-        out[f"precision@{k}"] = hit / k
-    out["mrr"] = float((1.0 / (r + 1.0)).mean()) if n else float("nan")
+        inside = valid & (r < k)
+        hits = inside.sum(axis=1)
+        idcg = ideal[np.minimum(n_targets, k) - 1] if n else np.zeros(0)
+        mean = (lambda x: float(x.mean())) if n else (lambda x: float("nan"))
+        out[f"recall@{k}"] = mean(hits / np.maximum(n_targets, 1))
+        out[f"hit@{k}"] = mean(hits > 0)
+        out[f"ndcg@{k}"] = mean(np.where(inside, gain, 0.0).sum(axis=1) / idcg)
+        out[f"precision@{k}"] = mean(hits / k)
+    best = np.where(valid, r, np.inf).min(axis=1) if n else np.zeros(0)
+    out["mrr"] = float((1.0 / (best + 1.0)).mean()) if n else float("nan")
     out["n"] = n  # type: ignore[assignment]
     return out
 
@@ -162,51 +194,4 @@ class CoverageCounter:
             if k > self._k_max:  # type: ignore[operator]
                 raise ValueError(f"coverage@{k} needs k <= k_max={self._k_max}")
             out[f"coverage@{k}"] = int((self._best_pos < k).sum()) / n_items
-        return out
-
-
-class RankAccumulator:
-    """Collects target ranks batch by batch and turns them into averaged metrics.
-
-    Use :meth:`add` with precomputed ranks, or :meth:`add_scores` to mask, rank and (if a
-    :class:`CoverageCounter` is attached) update coverage in one call.
-    """
-
-    def __init__(self, coverage: CoverageCounter | None = None, k_max: int | None = None) -> None:
-        if coverage is not None and k_max is None:
-            raise ValueError("k_max is required when a CoverageCounter is attached")
-        self.coverage = coverage
-        self.k_max = k_max
-        self._ranks: list[np.ndarray] = []
-
-    def add(self, ranks: np.ndarray | Tensor) -> None:
-        if isinstance(ranks, Tensor):
-            ranks = ranks.detach().cpu().numpy()
-        self._ranks.append(np.asarray(ranks, dtype=np.int64).reshape(-1))
-
-    def add_scores(
-        self,
-        scores: Tensor,
-        history: Tensor,
-        targets: Tensor,
-        exclude_history: bool = True,
-    ) -> Tensor:
-        """Mask ``scores``, record the target ranks (and coverage); returns the ranks."""
-        masked = mask_scores(scores, history, exclude_history=exclude_history)
-        ranks = target_ranks(masked, targets)
-        self.add(ranks)
-        if self.coverage is not None:
-            self.coverage.update(masked, self.k_max)  # type: ignore[arg-type]
-        return ranks
-
-    @property
-    def ranks(self) -> np.ndarray:
-        if not self._ranks:
-            return np.zeros(0, dtype=np.int64)
-        return np.concatenate(self._ranks)
-
-    def result(self, ks: Sequence[int], n_items: int | None = None) -> dict[str, float]:
-        out = metrics_from_ranks(self.ranks, ks)
-        if self.coverage is not None:
-            out.update(self.coverage.result(ks, n_items))
         return out
