@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.comirec import ComiRecDR, ComiRecSA
+from sigmarec.models.dss import DSS
 from sigmarec.models.gru4rec import GRU4Rec
+from sigmarec.models.mind import MIND
 from sigmarec.models.sasrec import SASRec
 from sigmarec.models.sigma import SIGMA
+from sigmarec.models.sine import SINE
 
 MODELS: dict[str, type[SequentialRecommender]] = {
     "sasrec": SASRec,
     "gru4rec": GRU4Rec,
     "sigma": SIGMA,
+    "mind": MIND,
+    "comirec_dr": ComiRecDR,
+    "comirec_sa": ComiRecSA,
+    "sine": SINE,
+    "dss": DSS,
 }
 
 
