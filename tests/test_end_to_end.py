@@ -23,9 +23,11 @@ def set_args(overrides):
             for a in ("--set", f"{section}.{k}={json.dumps(v) if isinstance(v, list) else v}")]
 
 
-@pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
+@pytest.mark.parametrize("model", ["sasrec", "gru4rec", "comirec_sa"])  # comirec_sa: K interest vectors
 def test_train_evaluate_recommend_roundtrip(tmp_path, tiny_overrides, model):
     out = tmp_path / "run"
+    if model == "comirec_sa":
+        tiny_overrides["model"] = {"hidden_size": 16}  # no layers to set
     run_cli("train", model, *set_args(tiny_overrides), "--out", str(out))
     for name in ("config.yaml", "epochs.jsonl", "metrics.json", "data.json"):
         assert (out / name).exists(), name
@@ -71,6 +73,23 @@ def test_train_evaluate_recommend_roundtrip(tmp_path, tiny_overrides, model):
     assert len(pd.read_csv(pd.io.common.StringIO(proc.stdout))) == 3
     bad = run_cli("recommend", str(out), "--history", "no-such-item", "-k", "3", check=False)
     assert bad.returncode == 2 and "no-such-item" in bad.stderr
+
+
+def test_comirec_protocol_trains_and_evaluates_held_out_users(tmp_path, tiny_overrides):
+    overrides = {**tiny_overrides, "protocol": {"name": "comirec"}, "model": {"hidden_size": 16},
+                 "train": {**tiny_overrides["train"], "epochs": 2}}
+    out = tmp_path / "run"
+    run_cli("train", "mind", *set_args(overrides), "--out", str(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    from sigmarec.train.run import load_run
+
+    run = load_run(out)
+    test_users = set(run.split.test.users.tolist())
+    assert metrics["test"]["n"] == len(test_users) > 0
+    assert not test_users & set(run.split.train_users.tolist())  # held-out users never train
+    assert 0 < metrics["test"]["recall@10"] <= metrics["test"]["hit@10"] <= 1  # several targets: recall <= hit
+    evaluated = json.loads(run_cli("evaluate", str(out), "--json").stdout)
+    assert evaluated["recall@10"] == pytest.approx(metrics["test"]["recall@10"], abs=1e-9)
 
 
 def test_killed_run_resumes_to_same_metrics(tmp_path, tiny_overrides):
