@@ -16,6 +16,21 @@ for ds in office beauty; do
   $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds --tag nosgm --set model.sgm=false
   $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds --tag noorth --set model.beta2=0
 done
+# multi-interest models (one random split per window and step: many cheap epochs)
+MI="--epochs 1000 --patience 40 --threads 1"
+MIB="--epochs 1000 --patience 20 --threads 1 --set train.eval_every=5"  # Beauty: evaluation dominates, every 5th epoch
+for m in sine dss mind comirec_dr comirec_sa; do
+  $PY benchmarks/run.py accuracy --model $m --dataset office --loss ce --seeds 1 2 3 $MI
+  $PY benchmarks/run.py accuracy --model $m --dataset beauty --loss ce --seeds 1 $MIB
+done
+$PY benchmarks/run.py accuracy --model sine --dataset ml-100k --loss ce --seeds 1 2 3 $MI --max-len 20 --tag paper \
+  --set model.n_concepts=50 --set 'eval.ks=[10,50]'
+# DSS under its own sampled protocol (100 popularity-sampled negatives), with and without seq2seq
+SAMPLED=(--set eval.sampled_negatives=100 --set eval.sampler=popularity --set 'eval.ks=[1,5,10]' --set train.valid_metric=ndcg@10)
+$PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 2 3 $MIB --tag sampled "${SAMPLED[@]}"
+$PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 2 3 $MIB --tag sampled-noseq2seq "${SAMPLED[@]}" \
+  --set model.seq2seq=false
 $PY benchmarks/run.py speed --dataset beauty --models sasrec sigma --threads 1
+$PY benchmarks/run.py speed --dataset beauty --models sasrec sine dss mind comirec_dr comirec_sa --epochs 2 --threads 1
 $PY benchmarks/run.py speed --dataset beauty --models sasrec --no-bucket
 $PY benchmarks/run.py summarise
