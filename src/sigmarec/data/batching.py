@@ -30,14 +30,18 @@ def gather_left_padded(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, l
 
 @dataclass
 class Batch:
-    """One training batch: left-padded ``inputs`` [B, L] and next-item ``targets`` [B, L] (0 = none)."""
+    """One training batch: left-padded ``inputs`` [B, L] and next-item ``targets`` [B, L] (0 = none),
+    the internal ``users`` [B], and ``session_starts`` [B, L] (bool: the item at this position opens a
+    session; the first real position of every row is always a start) when the data has sessions."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
     users: torch.Tensor
+    session_starts: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "Batch":
-        return Batch(self.inputs.to(device), self.targets.to(device), self.users.to(device))
+        starts = None if self.session_starts is None else self.session_starts.to(device)
+        return Batch(self.inputs.to(device), self.targets.to(device), self.users.to(device), starts)
 
 
 def batch_plan(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, bucket: bool = True) -> list[np.ndarray]:

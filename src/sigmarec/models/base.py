@@ -26,6 +26,11 @@ class SequentialRecommender(nn.Module):
     """
 
     config_class: ClassVar[type]
+    # Extra inputs the model needs besides item ids, passed by keyword to ``user_representation`` and
+    # ``score_all`` by the evaluator and the server: ``session_starts`` (bool [B, L], True where a
+    # session opens; the first real position is always True) and ``users`` (int64 [B] internal user
+    # ids, -1 for a user the training data does not know). Most models need none.
+    context: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: Any, n_items: int, max_len: int) -> None:
         super().__init__()
@@ -33,20 +38,27 @@ class SequentialRecommender(nn.Module):
         self.n_items = n_items
         self.max_len = max_len
 
+    @classmethod
+    def from_data(cls, cfg: Any, data: Any, max_len: int) -> "SequentialRecommender":
+        """Build the model for a data set (``SequenceData``); models that need more than the number
+        of items (e.g. user features) override this."""
+        return cls(cfg, data.n_items, max_len)
+
     def loss(self, batch: Batch) -> torch.Tensor | dict[str, torch.Tensor]:
         """Training loss of one batch (a scalar, or a dict with key ``loss`` plus parts to log)."""
         raise NotImplementedError
 
-    def user_representation(self, inputs: torch.Tensor) -> torch.Tensor:
-        """``[B, d]`` or ``[B, K, d]`` from left-padded item ids ``[B, L]`` (last column = newest item)."""
+    def user_representation(self, inputs: torch.Tensor, **context: torch.Tensor) -> torch.Tensor:
+        """``[B, d]`` or ``[B, K, d]`` from left-padded item ids ``[B, L]`` (last column = newest item)
+        and the extra inputs named in ``context``."""
         raise NotImplementedError
 
     def item_embeddings(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def score_all(self, inputs: torch.Tensor) -> torch.Tensor:
+    def score_all(self, inputs: torch.Tensor, **context: torch.Tensor) -> torch.Tensor:
         """Scores ``[B, N + 1]`` of every item for each input sequence."""
-        rep = self.user_representation(inputs)
+        rep = self.user_representation(inputs, **context)
         items = self.item_embeddings()
         if rep.dim() == 3:
             return torch.einsum("bkd,nd->bkn", rep, items).amax(dim=1)

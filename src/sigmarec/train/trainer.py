@@ -40,8 +40,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(cfg: RunConfig, data: SequenceData) -> SequentialRecommender:
-    cls = get_model_class(cfg.model_name)
-    return cls(cfg.model, data.n_items, cfg.data.max_len)
+    return get_model_class(cfg.model_name).from_data(cfg.model, data, cfg.data.max_len)
 
 
 def check_metric_name(name: str, ks: list[int], sampled: bool = False) -> None:
