@@ -198,7 +198,7 @@ def test_check_metric_name_accepts(name):
     check_metric_name(name, [10, 20])
 
 
-@pytest.mark.parametrize("name", ["ndcg@15", "ndcg", "ndcg@", "auc@10", "recall@x", "MRR", "ndcg10", "mrr@10"])
+@pytest.mark.parametrize("name", ["ndcg@15", "ndcg", "ndcg@", "auc@10", "recall@x", "MRR", "ndcg10", "mrr@15"])
 def test_check_metric_name_rejects(name):
     with pytest.raises(ValueError, match="valid_metric"):
         check_metric_name(name, [10, 20])

@@ -35,6 +35,9 @@ class DataConfig:
     duplicates: str = "keep"  # keep|first|last: repeated (user, item) pairs
     user_core: int = 0  # iterative k-core: minimum interactions per user (0 = off)
     item_core: int = 0  # minimum interactions per item (0 = off)
+    session_gap: float = 1800.0  # seconds of inactivity that close a session (HNVM/HRNN: 30 minutes)
+    min_session_len: int = 1  # drop sessions with fewer interactions (applied after the k-core)
+    min_sessions: int = 1  # then drop users with fewer sessions
     max_len: int = 50  # maximum history length fed to a model
     cache_dir: str | None = None  # processed-data cache (default: ~/.cache/sigmarec)
     data_dir: str | None = None  # where catalog files are looked for (default: ../shared/data, ./data)

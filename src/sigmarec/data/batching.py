@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from sigmarec.data.protocols import Split
+from sigmarec.data.sequences import SequenceData
 
 
 def gather_left_padded(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, length: int | None = None) -> np.ndarray:
@@ -26,6 +27,19 @@ def gather_left_padded(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, l
     valid = idx >= starts[:, None]
     out = np.where(valid, flat[np.where(valid, idx, 0)], 0)
     return out.astype(np.int64, copy=False)
+
+
+def gather_session_starts(data: SequenceData, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray | None:
+    """Session-start flags laid out like ``gather_left_padded(data.items, starts, ends, width)``
+    (bool ``[B, width]``; the first real column of every row is a start: a window may open
+    mid-session). ``None`` when the data has no sessions."""
+    if data.session_starts is None:
+        return None
+    flags = gather_left_padded(data.session_starts.astype(np.int64), starts, ends, width).astype(bool)
+    lengths = np.minimum(ends - starts, flags.shape[1])
+    rows = np.flatnonzero(lengths > 0)
+    flags[rows, flags.shape[1] - lengths[rows]] = True
+    return flags
 
 
 @dataclass
@@ -75,7 +89,9 @@ def train_batches(split: Split, batch_size: int, max_len: int, rng: np.random.Ge
             continue
         inputs, targets = w[:, :-1], w[:, 1:].copy()
         targets[inputs == 0] = 0
-        yield Batch(torch.from_numpy(inputs.copy()), torch.from_numpy(targets), torch.from_numpy(split.train_users[sel]))
+        flags = gather_session_starts(split.data, split.train_starts[sel], split.train_ends[sel] - 1, w.shape[1] - 1)
+        yield Batch(torch.from_numpy(inputs.copy()), torch.from_numpy(targets), torch.from_numpy(split.train_users[sel]),
+                    None if flags is None else torch.from_numpy(flags))
 
 
 def n_train_batches(split: Split, batch_size: int, max_len: int, bucket: bool = True) -> int:

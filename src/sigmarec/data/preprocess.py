@@ -10,6 +10,7 @@ import pandas as pd
 
 from sigmarec.config import DataConfig
 from sigmarec.data.sequences import PAD_TOKEN, DataError, RawData, SequenceData
+from sigmarec.data.sessions import session_filter, session_starts
 
 DUPLICATE_POLICIES = ("keep", "first", "last")
 
@@ -22,6 +23,9 @@ class PreprocessConfig:
     duplicates: str = "keep"  # keep|first|last for repeated (user, item) pairs
     user_core: int = 0  # minimum interactions per user (0 = off)
     item_core: int = 0  # minimum interactions per item (0 = off)
+    session_gap: float = 1800.0  # seconds of inactivity that close a session (HNVM/HRNN: 30 minutes)
+    min_session_len: int = 1  # drop sessions with fewer interactions (after k-core)
+    min_sessions: int = 1  # then drop users with fewer sessions
 
     def __post_init__(self) -> None:
         self.validate()
@@ -38,7 +42,8 @@ class PreprocessConfig:
     @classmethod
     def from_data_config(cls, cfg: DataConfig) -> "PreprocessConfig":
         """The preprocessing part of a DataConfig."""
-        return cls(min_rating=cfg.min_rating, duplicates=cfg.duplicates, user_core=cfg.user_core, item_core=cfg.item_core)
+        return cls(min_rating=cfg.min_rating, duplicates=cfg.duplicates, user_core=cfg.user_core, item_core=cfg.item_core,
+                   session_gap=cfg.session_gap, min_session_len=cfg.min_session_len, min_sessions=cfg.min_sessions)
 
 
 def kcore(users: np.ndarray, items: np.ndarray, user_core: int, item_core: int) -> np.ndarray:
@@ -111,14 +116,23 @@ def preprocess(raw: RawData, cfg: PreprocessConfig, name: str = "data") -> Seque
     if cfg.user_core > 1 or cfg.item_core > 1:
         rows = rows[kcore(ucode[rows], icode[rows], cfg.user_core, cfg.item_core)]
 
+    # 5. sessions: split at idle gaps, then the optional session filters (they may undo the k-core)
+    has_time = bool(len(rows)) and not np.isnan(timestamps[rows]).all()
+    if cfg.min_session_len > 1 or cfg.min_sessions > 1:
+        if not has_time:
+            raise DataError(f"{raw.source}: data.min_session_len / data.min_sessions need timestamps; the source has none")
+        starts = session_starts(timestamps[rows], ucode[rows], cfg.session_gap)
+        rows = rows[session_filter(starts, ucode[rows], cfg.min_session_len, cfg.min_sessions)]
+
     if len(rows) == 0:
         raise DataError(
             f"{raw.source}: no interactions left after preprocessing (before: {len(user_uniques)} users, "
             f"{len(item_uniques)} items, {n_total} interactions; min_rating={cfg.min_rating}, "
-            f"duplicates={cfg.duplicates}, user_core={cfg.user_core}, item_core={cfg.item_core})"
+            f"duplicates={cfg.duplicates}, user_core={cfg.user_core}, item_core={cfg.item_core}, "
+            f"min_session_len={cfg.min_session_len}, min_sessions={cfg.min_sessions})"
         )
 
-    # 5. remap: users 0..U-1 and items 1..N in order of first appearance in the file
+    # 6. remap: users 0..U-1 and items 1..N in order of first appearance in the file
     kept_users = np.unique(ucode[rows])
     kept_items = np.unique(icode[rows])
     new_user = np.searchsorted(kept_users, ucode[rows])
@@ -126,7 +140,7 @@ def preprocess(raw: RawData, cfg: PreprocessConfig, name: str = "data") -> Seque
     user_ids = np.asarray(user_uniques, dtype=object)[kept_users]
     item_ids = np.concatenate([np.array([PAD_TOKEN], dtype=object), np.asarray(item_uniques, dtype=object)[kept_items]])
 
-    # 6. flat sequences (rows are sorted by user code, hence by internal user id)
+    # 7. flat sequences (rows are sorted by user code, hence by internal user id)
     offsets = np.zeros(len(kept_users) + 1, dtype=np.int64)
     np.cumsum(np.bincount(new_user, minlength=len(kept_users)), out=offsets[1:])
     return SequenceData(
@@ -138,4 +152,5 @@ def preprocess(raw: RawData, cfg: PreprocessConfig, name: str = "data") -> Seque
         item_side=_side(raw.item_side, item_ids[1:], 1, "item"),
         user_side=_side(raw.user_side, user_ids, 0, "user"),
         name=name,
+        session_starts=session_starts(timestamps[rows], new_user, cfg.session_gap) if has_time else None,
     )

@@ -130,7 +130,56 @@ def comirec_user_split(data: SequenceData, cfg: ProtocolConfig, max_len: int) ->
     return Split(data, tu, ts, te, cases(valid_users), cases(test_users))
 
 
-PROTOCOLS: dict[str, Callable[[SequenceData, ProtocolConfig, int], Split]] = {"loo": leave_one_out, "comirec": comirec_user_split}
+def _sessions(data: SequenceData, what: str) -> tuple[np.ndarray, np.ndarray]:
+    if data.session_starts is None:
+        raise DataError(f"{data.name}: the {what} protocol needs sessions, i.e. timestamps in the data (this source has none)")
+    from sigmarec.data.sessions import session_offsets
+
+    return session_offsets(data)
+
+
+def session_loo(data: SequenceData, cfg: ProtocolConfig, max_len: int) -> Split:
+    """HNVM's protocol (Section 4.2): per user, the last item of the last session is the test target
+    and the item before it the validation target; the input is every earlier session plus the
+    current session's prefix (models that declare ``session_starts`` see the boundaries). Users need
+    at least 3 items and 2 sessions to be evaluated; the others only train."""
+    _, per_user = _sessions(data, "session")
+    n_sessions = np.diff(per_user)
+    starts, ends = data.offsets[:-1], data.offsets[1:]
+    ev = (ends - starts >= 3) & (n_sessions >= 2)
+    if not ev.any():
+        raise DataError(f"{data.name}: the session protocol needs users with at least 3 items in at least 2 sessions; none have")
+    users = np.arange(data.n_users)
+    tu, ts, te = make_windows(users, starts, np.where(ev, ends - 2, ends), max_len, cfg.train_windows)
+    eu, es = users[ev], starts[ev]
+    valid = EvalSet(eu, es, ends[ev] - 2, data.items[ends[ev] - 2])
+    test = EvalSet(eu, es, ends[ev] - 1, data.items[ends[ev] - 1])
+    return Split(data, tu, ts, te, valid, test)
+
+
+def next_session(data: SequenceData, cfg: ProtocolConfig, max_len: int) -> Split:
+    """HNVM's next-session task (Section 5.4): the last session is the test set, every item in it a
+    target, the input every earlier session; the second-to-last session validates the same way and
+    training uses the sessions before it. Users with fewer than 3 sessions only train."""
+    bounds, per_user = _sessions(data, "next_session")
+    n_sessions = np.diff(per_user)
+    starts, ends = data.offsets[:-1], data.offsets[1:]
+    ev = n_sessions >= 3
+    if not ev.any():
+        raise DataError(f"{data.name}: the next_session protocol needs users with at least 3 sessions; none have")
+    last = bounds[np.maximum(per_user[1:] - 1, 0)]  # where each user's last session begins
+    before_last = bounds[np.maximum(per_user[1:] - 2, 0)]
+    users = np.arange(data.n_users)
+    tu, ts, te = make_windows(users, starts, np.where(ev, before_last, ends), max_len, cfg.train_windows)
+    eu = users[ev]
+    valid = EvalSet(eu, starts[ev], before_last[ev], data.items[before_last[ev]], target_ends=last[ev])
+    test = EvalSet(eu, starts[ev], last[ev], data.items[last[ev]], target_ends=ends[ev])
+    return Split(data, tu, ts, te, valid, test)
+
+
+PROTOCOLS: dict[str, Callable[[SequenceData, ProtocolConfig, int], Split]] = {
+    "loo": leave_one_out, "comirec": comirec_user_split, "session": session_loo, "next_session": next_session,
+}
 
 
 def make_split(data: SequenceData, cfg: ProtocolConfig, max_len: int) -> Split:

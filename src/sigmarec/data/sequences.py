@@ -51,6 +51,9 @@ class SequenceData:
     item_side: pd.DataFrame | None = None  # indexed by internal item id
     user_side: pd.DataFrame | None = None  # indexed by internal user id
     name: str = "data"
+    # bool [n_interactions]: True at the first interaction of each session (data/sessions.py);
+    # None when the data has no timestamps (each user's sequence is then one session)
+    session_starts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.items = np.asarray(self.items, dtype=np.int64)
@@ -59,6 +62,11 @@ class SequenceData:
             raise DataError("offsets must start at 0, be non-decreasing and end at len(items)")
         if len(self.user_ids) != len(self.offsets) - 1:
             raise DataError("one user id per sequence expected")
+        if self.session_starts is not None:
+            self.session_starts = np.array(self.session_starts, dtype=bool)
+            if self.session_starts.shape != self.items.shape:
+                raise DataError("session_starts must have one flag per interaction")
+            self.session_starts[self.offsets[:-1][self.offsets[:-1] < len(self.items)]] = True  # users start sessions
 
     @property
     def n_users(self) -> int:
@@ -111,6 +119,8 @@ class SequenceData:
         arrays = {"items": self.items, "offsets": self.offsets}
         if self.timestamps is not None:
             arrays["timestamps"] = np.asarray(self.timestamps, dtype=np.float64)
+        if self.session_starts is not None:
+            arrays["session_starts"] = self.session_starts
         np.savez(tmp / "arrays.npz", **arrays)
         (tmp / "ids.json").write_text(
             json.dumps({"name": self.name, "users": [str(u) for u in self.user_ids], "items": [str(i) for i in self.item_ids]})
@@ -143,6 +153,7 @@ class SequenceData:
             item_ids=np.array(ids["items"], dtype=object),
             timestamps=arrays["timestamps"] if "timestamps" in arrays.files else None,
             name=ids.get("name", "data"),
+            session_starts=arrays["session_starts"] if "session_starts" in arrays.files else None,
             **sides,
         )
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from sigmarec.config import EvalConfig
-from sigmarec.data.batching import gather_left_padded
+from sigmarec.data.batching import gather_left_padded, gather_session_starts
 from sigmarec.data.protocols import EvalSet
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.negatives import sample_negatives, sampled_ranks
@@ -33,6 +33,18 @@ def input_batches(data: SequenceData, cases: EvalSet, max_len: int, batch_size: 
         yield rows, gather_left_padded(data.items, cases.starts[rows], cases.ends[rows], max_len)
 
 
+def model_context(model: SequentialRecommender, session_starts: np.ndarray | None, users: np.ndarray | None,
+                  device: torch.device) -> dict[str, torch.Tensor | None]:
+    """The extra inputs a model declares in ``model.context``: session-start flags laid out like its
+    inputs (None: one session) and internal user ids (None or -1: unknown user)."""
+    out: dict[str, torch.Tensor | None] = {}
+    if "session_starts" in model.context:
+        out["session_starts"] = None if session_starts is None else torch.from_numpy(session_starts).to(device)
+    if "users" in model.context:
+        out["users"] = None if users is None else torch.from_numpy(np.asarray(users, dtype=np.int64)).to(device)
+    return out
+
+
 @torch.no_grad()
 def scored_batches(model: SequentialRecommender, data: SequenceData, cases: EvalSet, max_len: int, device: torch.device,
                    batch_size: int, exclude_history: bool) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
@@ -47,7 +59,9 @@ def scored_batches(model: SequentialRecommender, data: SequenceData, cases: Eval
     try:
         for rows, inputs in input_batches(data, cases, max_len, batch_size):
             history = torch.from_numpy(gather_left_padded(data.items, cases.starts[rows], cases.ends[rows])).to(device)
-            scores = model.score_all(torch.from_numpy(inputs).to(device)).float()
+            flags = gather_session_starts(data, cases.starts[rows], cases.ends[rows], inputs.shape[1]) if model.context else None
+            extra = model_context(model, flags, cases.users[rows], device)
+            scores = model.score_all(torch.from_numpy(inputs).to(device), **extra).float()
             yield rows, mask_scores(scores, history, exclude_history)
     finally:
         model.train(was_training)

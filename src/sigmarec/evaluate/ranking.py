@@ -113,7 +113,8 @@ def metrics_from_ranks(ranks: np.ndarray | Tensor, ks: Sequence[int]) -> dict[st
     ComiRec protocol). With ``H`` the targets ranked inside the top K and ``|T|`` the user's targets:
     ``recall@K`` = H / |T|, ``hit@K`` = 1 if H > 0, ``precision@K`` = H / K, ``ndcg@K`` = DCG / IDCG with
     DCG summing ``1/log2(rank+2)`` over the hits and IDCG the same for ``min(|T|, K)`` perfect
-    ranks, ``mrr`` = ``1/(best rank + 1)`` (no cutoff); ``n`` (int) is the number of users. With one
+    ranks, ``mrr@K`` = ``1/(best rank + 1)`` if that rank is inside the top K else 0, ``mrr`` the same
+    without cutoff; ``n`` (int) is the number of users. With one
     target these are the usual single-target metrics (recall = hit). With no users every metric is NaN.
     """
     if isinstance(ranks, Tensor):
@@ -140,6 +141,8 @@ def metrics_from_ranks(ranks: np.ndarray | Tensor, ks: Sequence[int]) -> dict[st
         out[f"hit@{k}"] = mean(hits > 0)
         out[f"ndcg@{k}"] = mean(np.where(inside, gain, 0.0).sum(axis=1) / idcg)
         out[f"precision@{k}"] = mean(hits / k)
+        first = np.where(inside, r, np.inf).min(axis=1) if n else np.zeros(0)
+        out[f"mrr@{k}"] = mean(np.where(np.isfinite(first), 1.0 / (first + 1.0), 0.0))
     best = np.where(valid, r, np.inf).min(axis=1) if n else np.zeros(0)
     out["mrr"] = float((1.0 / (best + 1.0)).mean()) if n else float("nan")
     out["n"] = n  # type: ignore[assignment]

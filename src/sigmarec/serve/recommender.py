@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from sigmarec.data.batching import gather_left_padded
-from sigmarec.evaluate.evaluator import scored_batches
+from sigmarec.evaluate.evaluator import model_context, scored_batches
 from sigmarec.evaluate.ranking import mask_scores
 from sigmarec.train.run import LoadedRun, load_run
 
@@ -39,8 +39,12 @@ class Recommender:
         return np.asarray(ids, dtype=np.int64)
 
     @torch.no_grad()
-    def recommend_many(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_history: bool = True) -> list[list[tuple[str, float]]]:
-        """Top-``k`` (item, score) for each history (oldest item first)."""
+    def recommend_many(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_history: bool = True,
+                       session_starts: Sequence[Sequence[bool]] | None = None,
+                       users: Sequence[int] | None = None) -> list[list[tuple[str, float]]]:
+        """Top-``k`` (item, score) for each history (oldest item first). Session models also take
+        each history's session-start flags (default: one session) and internal user ids (default:
+        unknown)."""
         if any(len(h) == 0 for h in histories):
             raise ValueError("every history needs at least one item")
         encoded = [self.encode_items(h) for h in histories]
@@ -50,7 +54,14 @@ class Recommender:
         dev = self.run.device
         inputs = torch.from_numpy(gather_left_padded(flat, starts, ends, self.run.cfg.data.max_len)).to(dev)
         history = torch.from_numpy(gather_left_padded(flat, starts, ends)).to(dev)
-        scores = self.run.model.score_all(inputs).float()
+        flags = None
+        if session_starts is not None:
+            if [len(f) for f in session_starts] != [len(e) for e in encoded]:
+                raise ValueError("session_starts needs one flag per history item")
+            flags = gather_left_padded(np.concatenate([np.asarray(f, dtype=np.int64) for f in session_starts]), starts, ends,
+                                       self.run.cfg.data.max_len).astype(bool)
+        extra = model_context(self.run.model, flags, None if users is None else np.asarray(users), dev)
+        scores = self.run.model.score_all(inputs, **extra).float()
         scores = mask_scores(scores, history, exclude_history)
         top = torch.topk(scores, min(k, self.data.n_items), dim=1)
         return [
@@ -67,7 +78,10 @@ class Recommender:
         if u is None:
             raise KeyError(f"unknown user id {user!r} in {self.data.name}")
         seq = self.data.sequence(u)
-        return self.recommend([str(self.data.item_ids[i]) for i in seq], k, exclude_history)
+        flags = None
+        if self.data.session_starts is not None:
+            flags = [self.data.session_starts[self.data.offsets[u]:self.data.offsets[u + 1]].tolist()]
+        return self.recommend_many([[str(self.data.item_ids[i]) for i in seq]], k, exclude_history, flags, [u])[0]
 
     def recommend_split(self, split: str = "test", k: int = 10) -> pd.DataFrame:
         """One row per case and rank (``user, rank, item, score``), with exactly the inputs and

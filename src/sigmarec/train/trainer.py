@@ -47,7 +47,7 @@ def check_metric_name(name: str, ks: list[int], sampled: bool = False) -> None:
     """Fail before training if early stopping watches a metric the evaluator will not produce
     (``coverage@K`` exists only for full ranking, not with ``eval.sampled_negatives``)."""
     base, _, k = name.partition("@")
-    bases = ("recall", "hit", "ndcg", "precision") + (() if sampled else ("coverage",))
+    bases = ("recall", "hit", "ndcg", "precision", "mrr") + (() if sampled else ("coverage",))
     ok = name == "mrr" or (base in bases and k.isdigit() and int(k) in ks)
     if not ok:
         raise ValueError(f"train.valid_metric {name!r} is not produced: use mrr or {'|'.join(bases)}@K with K in eval.ks {ks}")
