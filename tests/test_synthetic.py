@@ -144,3 +144,18 @@ def test_edge_configs():
 def test_bad_config(kwargs):
     with pytest.raises(DataError):
         generate(SyntheticConfig(**kwargs))
+
+
+def test_focused_sessions_stay_within_one_interest_and_leave_the_default_data_alone():
+    from sigmarec.data.preprocess import PreprocessConfig, preprocess
+
+    plain = generate(SyntheticConfig(n_users=200, seed=4))
+    focused = generate(SyntheticConfig(n_users=200, seed=4, session_focus=True))
+    again = generate(SyntheticConfig(n_users=200, seed=4))
+    pd.testing.assert_frame_equal(plain.interactions, again.interactions)
+    data = preprocess(focused, PreprocessConfig())
+    cats = data.item_side["category"].to_numpy()[data.items - 1]
+    same = cats[1:] == cats[:-1]
+    within = ~data.session_starts[1:]
+    assert same[within].all()  # one category per session
+    assert same[~within].mean() < 0.7  # and interests do change between sessions

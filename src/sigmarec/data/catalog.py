@@ -40,8 +40,10 @@ class CatalogEntry:
     defaults: dict = field(default_factory=dict)  # DataConfig fields this data set needs
 
 
+SYNTHETIC = ("synthetic", "synthetic-sessions")  # generated, not read from a file
 CATALOG: dict[str, CatalogEntry] = {
     "synthetic": CatalogEntry("synthetic", "generated multi-interest sequences with planted categories and sessions"),
+    "synthetic-sessions": CatalogEntry("synthetic-sessions", "the same generator with focused sessions: one interest per session"),
     "office": CatalogEntry(
         "office", "Amazon Office Products, 5-core, S3Rec preprocessing (SIGMA / ContrastVAE tables)",
         files=("Office_Products.txt",), format="s3rec",
@@ -177,8 +179,8 @@ def dataset_name(cfg: DataConfig) -> str:
 
 def _source(cfg: DataConfig, download: bool = True) -> tuple[Path | None, str]:
     """The input file (None for synthetic data) and the source part of the cache key (resolved ``cfg``)."""
-    if cfg.dataset == "synthetic":
-        return None, f"synthetic:{cfg.synthetic_seed}:{cfg.synthetic_users}"
+    if cfg.dataset in SYNTHETIC:
+        return None, f"{cfg.dataset}:{cfg.synthetic_seed}:{cfg.synthetic_users}"
     path = locate(CATALOG[cfg.dataset], cfg, download) if cfg.dataset in CATALOG else Path(cfg.dataset)
     if not path.exists():
         raise DataError(f"{path}: no such file, and {cfg.dataset!r} is not a catalog name ({', '.join(CATALOG)})")
@@ -201,7 +203,8 @@ def load_dataset(cfg: DataConfig, use_cache: bool = True) -> SequenceData:
     if path is None:
         from sigmarec.data.synthetic import SyntheticConfig, generate
 
-        raw = generate(SyntheticConfig(n_users=cfg.synthetic_users, seed=cfg.synthetic_seed))
+        raw = generate(SyntheticConfig(n_users=cfg.synthetic_users, seed=cfg.synthetic_seed,
+                                       session_focus=cfg.dataset == "synthetic-sessions"))
     else:
         raw = read_file(path, cfg)
     data = preprocess(raw, PreprocessConfig.from_data_config(cfg), name=name)

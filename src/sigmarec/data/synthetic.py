@@ -17,6 +17,8 @@ The generative story (all randomness from one ``numpy.random.default_rng(seed)``
   current category's chain from the last item the user saw *in that category*, with probability
   ``transition_strength``; otherwise (or when the user has no item of that category yet) it is a
   popularity draw within the category.
+* **Focused sessions** (``session_focus=True``, catalog name ``synthetic-sessions``): the interest
+  is re-drawn only when a session opens, so a session stays within one interest.
 * **Time.** Each step after the first opens a new session with probability
   ``1 / mean_session_len``. Gaps inside a session are ``session_gap_min + Exp(mean - min)``
   seconds, capped at ``session_gap_max``; gaps between sessions are log-normal around
@@ -67,6 +69,10 @@ class SyntheticConfig:
     idle_gap_median_hours: float = 20.0  # median gap between sessions
     idle_gap_sigma: float = 1.0  # log-normal sigma of the idle gap
     idle_gap_min_hours: float = 1.0
+    # focused sessions: the current interest is re-drawn (by intensity) at every session start and
+    # never inside a session, so session boundaries carry signal (switch_prob is then unused); the
+    # session starts come from a second random stream so the default data stay as they were
+    session_focus: bool = False
     start_time: float = 1_600_000_000.0  # unix seconds; users start uniformly in a window after it
     start_spread_days: float = 30.0
     seed: int = 0
@@ -203,10 +209,13 @@ def generate(cfg: SyntheticConfig | None = None) -> RawData:
     u_succ = rng.random((L, U))
     last = np.full((U, M), -1, dtype=np.int64)
     seq = np.empty((U, L), dtype=np.int64)
+    focused_starts = None
+    if cfg.session_focus:
+        focused_starts = np.random.default_rng([cfg.seed, 1]).random((U, L)) < 1.0 / cfg.mean_session_len
     cur = draw_slot(u_slot[0])
     for t in range(L):
         if t > 0:
-            sw = u_switch[t] < cfg.switch_prob
+            sw = focused_starts[:, t] if focused_starts is not None else u_switch[t] < cfg.switch_prob
             cur = np.where(sw, draw_slot(u_slot[t]), cur)
         cat = interests[ar, cur]
         prev = last[ar, cur]
@@ -220,7 +229,7 @@ def generate(cfg: SyntheticConfig | None = None) -> RawData:
         last[ar, cur] = new
 
     # ---- timestamps: sessions ----
-    new_session = rng.random((U, L)) < 1.0 / cfg.mean_session_len
+    new_session = focused_starts if focused_starts is not None else rng.random((U, L)) < 1.0 / cfg.mean_session_len
     within = cfg.session_gap_min + rng.exponential(cfg.session_gap_mean - cfg.session_gap_min, size=(U, L))
     within = np.minimum(within, cfg.session_gap_max)
     idle = rng.lognormal(np.log(cfg.idle_gap_median_hours * 3600.0), cfg.idle_gap_sigma, size=(U, L))
