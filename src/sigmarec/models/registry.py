@@ -7,6 +7,7 @@ from sigmarec.models.comirec import ComiRecDR, ComiRecSA
 from sigmarec.models.dss import DSS
 from sigmarec.models.gru4rec import GRU4Rec
 from sigmarec.models.mind import MIND
+from sigmarec.models.pop import Pop
 from sigmarec.models.sasrec import SASRec
 from sigmarec.models.sigma import SIGMA
 from sigmarec.models.sine import SINE
@@ -20,6 +21,7 @@ MODELS: dict[str, type[SequentialRecommender]] = {
     "comirec_sa": ComiRecSA,
     "sine": SINE,
     "dss": DSS,
+    "pop": Pop,
 }
 
 
