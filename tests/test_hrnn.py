@@ -272,27 +272,26 @@ def user_task():
 
 @pytest.mark.parametrize("variant", [VARIANTS[0], VARIANTS[1], VARIANTS[4]], ids=["init-exact", "all-exact", "session-gru4rec"])
 def test_overfits_a_tiny_batch_and_only_hrnn_uses_the_user_state(variant):
-    # measured (seeds 0-2, 150 steps): ...
+    # measured on CPU (seeds 0-2, 100 steps): HRNN-Init/All 3.3-3.8 -> <= 0.0011, user step <= 0.0011;
+    # session GRU4Rec -> 0.6935 = log(8) / 3 (two of three steps learnt), user step 2.0796 = log(8).
     batch = user_task()
     model = make(variant, n_items=28, dropout=0.0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
 
-    def last_step_loss():  # the user-dependent target, after item 20
+    def user_step_loss():  # the user-dependent target, after item 20
         h = model.encode(batch.inputs, batch.session_starts)[:, -1]
         return torch.nn.functional.cross_entropy(h @ model.item.weight[1:].T, batch.targets[:, -1] - 1)
 
     with torch.no_grad():
         first = float(model.loss(batch))
-    assert first == pytest.approx(math.log(28), rel=0.15)
-    for _ in range(150):
+    for _ in range(100):
         loss = model.loss(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        last, user_step = float(model.loss(batch)), float(last_step_loss())
-    print(variant, first, last, user_step)
+        last, user_step = float(model.loss(batch)), float(user_step_loss())
     if variant[0] == "hrnn":
-        assert last < first / 10 and user_step < 0.2, (first, last, user_step)
-    else:  # the within-session steps are learnt, the user-dependent one is 1 of 8 at best
-        assert last < first / 2 and user_step > 0.9 * math.log(8), (first, last, user_step)
+        assert last < first / 100 and user_step < 0.05, (first, last, user_step)
+    else:  # the within-session steps are learnt; the user-dependent one stays a guess among 8
+        assert last < first / 3 and user_step > 0.95 * math.log(8), (first, last, user_step)

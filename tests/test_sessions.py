@@ -122,3 +122,24 @@ def test_mrr_at_k_counts_only_hits_inside_the_cutoff():
     m = metrics_from_ranks(np.array([0, 3, 9]), [5])
     assert m["mrr@5"] == pytest.approx((1 + 1 / 4 + 0) / 3)
     assert m["mrr"] == pytest.approx((1 + 1 / 4 + 1 / 10) / 3)
+
+
+def test_training_batches_flag_session_starts_of_inputs_and_targets():
+    from sigmarec.data.batching import train_batches
+
+    data = session_data()
+    split = session_loo(data, ProtocolConfig(name="session"), max_len=50)
+    batches = list(train_batches(split, 8, 50, np.random.default_rng(0), bucket=False))
+    seen = 0
+    for b in batches:
+        for r in range(len(b.inputs)):
+            real = b.inputs[r] > 0
+            u = int(b.users[r])
+            s = int(data.offsets[u])
+            n = int(real.sum())
+            assert b.session_starts[r][real].tolist() == [True] + data.session_starts[s + 1:s + n].tolist()
+            has = b.targets[r] > 0
+            assert b.target_session_starts[r][has].tolist() == data.session_starts[s + 1:s + 1 + int(has.sum())].tolist()
+            assert not b.target_session_starts[r][~has].any()
+            seen += 1
+    assert seen == 3

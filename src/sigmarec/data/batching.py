@@ -45,17 +45,20 @@ def gather_session_starts(data: SequenceData, starts: np.ndarray, ends: np.ndarr
 @dataclass
 class Batch:
     """One training batch: left-padded ``inputs`` [B, L] and next-item ``targets`` [B, L] (0 = none),
-    the internal ``users`` [B], and ``session_starts`` [B, L] (bool: the item at this position opens a
-    session; the first real position of every row is always a start) when the data has sessions."""
+    the internal ``users`` [B], and, when the data has sessions, ``session_starts`` [B, L] (bool: the
+    item at this position opens a session; the first real position of every row is always a start)
+    and ``target_session_starts`` [B, L] (the target at this position opens a new session)."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
     users: torch.Tensor
     session_starts: torch.Tensor | None = None
+    target_session_starts: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "Batch":
-        starts = None if self.session_starts is None else self.session_starts.to(device)
-        return Batch(self.inputs.to(device), self.targets.to(device), self.users.to(device), starts)
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(self.inputs.to(device), self.targets.to(device), self.users.to(device), move(self.session_starts),
+                     move(self.target_session_starts))
 
 
 def batch_plan(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, bucket: bool = True) -> list[np.ndarray]:
@@ -89,9 +92,13 @@ def train_batches(split: Split, batch_size: int, max_len: int, rng: np.random.Ge
             continue
         inputs, targets = w[:, :-1], w[:, 1:].copy()
         targets[inputs == 0] = 0
-        flags = gather_session_starts(split.data, split.train_starts[sel], split.train_ends[sel] - 1, w.shape[1] - 1)
+        flags = gather_session_starts(split.data, split.train_starts[sel], split.train_ends[sel], w.shape[1])
+        starts = target_starts = None
+        if flags is not None:
+            starts = torch.from_numpy(flags[:, :-1].copy())  # the window's first item is flagged (it may open mid-session)
+            target_starts = torch.from_numpy(flags[:, 1:] & (targets > 0))
         yield Batch(torch.from_numpy(inputs.copy()), torch.from_numpy(targets), torch.from_numpy(split.train_users[sel]),
-                    None if flags is None else torch.from_numpy(flags))
+                    starts, target_starts)
 
 
 def n_train_batches(split: Split, batch_size: int, max_len: int, bucket: bool = True) -> int:

@@ -6,7 +6,7 @@ score the next item from the state of a **session GRU**, projected to ``hidden_s
 with the item table (input and output share it, as in the rest of the library).
 
 * ``SessionGRU4Rec``: GRU4Rec whose state is reset to zero at every session start, so it only sees
-  the current session. All sessions of all rows run as one packed GRU call (``[B * S, T]``).
+  the current session. All sessions of all rows run as one packed GRU call.
 * ``HRNN``: a **user GRU** reads the final state of each session; session ``s >= 1`` starts from
   ``tanh(W c_s + b)``, ``c_s`` being the user state after sessions ``< s`` (the user's first session
   starts from zero with ``c_0 = 0``, as the authors' code resets both states at a user's start).
@@ -14,6 +14,11 @@ with the item table (input and output share it, as in the rest of the library).
   ``user_init="all"`` is HRNN-All (``c_s`` is also concatenated to the session GRU's input at every
   step of session ``s``; the authors' Theano code adds it to the reset/update gates only, the paper
   describes it as an input: the concatenation contains the code's form as a special case).
+
+The sessions come from ``session_view`` (session index and offset of every position), and
+``pack_sessions`` lays the real positions out directly as ``PackedSequence`` data, so no dense
+``[B, S, T]`` activation is ever built: the work is proportional to the real items (a dense
+``[B * S, T]`` layout was 13x the real items on windows of 50 with 5-item sessions).
 
 **Batches instead of session-parallel mini-batches.** The authors train on session-parallel
 mini-batches and carry the session and user states across mini-batches; at evaluation they replay a
@@ -55,7 +60,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import SequentialRecommender
@@ -70,10 +75,10 @@ SESSION_LOSSES = LOSSES + ("top1", "bpr")
 @dataclass
 class SessionGRU4RecConfig:
     hidden_size: int = 64  # item embedding / output size: the library compares models of the same width
-    gru_size: int = 100  # session GRU units: the paper's 100
-    dropout: float = 0.1  # on item inputs, session outputs (and HRNN's user-GRU input): HNVM's GRU dropout for this baseline
+    gru_size: int = 100  # session GRU units: the paper's 100 (authors' scripts)
+    dropout: float = 0.1  # on item inputs, session outputs, HRNN's user-GRU input: the authors' session dropout, HNVM's too
     loss: str = "ce"  # ce | bce | sampled | top1 | bpr; ce: full softmax, the library's default for every model
-    n_negatives: int = 100  # sampled: uniform negatives; top1/bpr: in-batch positions (the paper's batch size was 50-100)
+    n_negatives: int = 100  # sampled: uniform negatives; top1/bpr: in-batch positions (authors' batches: 50); the library's 100
     init_std: float | None = None  # None: PyTorch defaults as GRU4Rec (0.02-style inits stall GRUs)
     cross_session_targets: bool = False  # False: train within-session transitions only, as the paper (see module doc)
 
@@ -85,15 +90,74 @@ class HRNNConfig(SessionGRU4RecConfig):
     recurrence: str = "exact"  # exact (paper, loops over sessions) | parallel (no loop, approximate; see module doc)
 
 
-def run_gru(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``gru`` over right-padded ``x`` [N, T, in] with ``lengths`` [N] (0 is run as 1; callers mask
-    those rows) from ``h0`` [N, H] (None: zeros). Returns the outputs [N, T, H] (0 past each length)
-    and each row's final state [N, H]."""
-    T = x.shape[1]
-    packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-    out, h_n = gru(packed, None if h0 is None else h0.unsqueeze(0).contiguous())
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
-    return out, h_n[0]
+@dataclass
+class PackedSessions:
+    """The real positions of a ``SessionView`` laid out as packed sequences (``PackedSequence``: time
+    major, longest sequence first), without ever building dense ``[B, S, T]`` activations.
+
+    Sessions form groups that each get their own layout: all sessions in one group (one GRU call), or
+    one group per session slot ``s`` (the ``s``-th session of every row, for the exact HRNN's loop).
+    Positions are numbered in row-major order of the real items (``positions``: their flat index
+    ``b * L + l``); the packed data of all groups is concatenated, group after group.
+    """
+
+    n_rows: int
+    n_slots: int
+    positions: torch.Tensor  # [R] flat index b * L + l of each real position
+    packed: torch.Tensor  # [R] where each real position sits in the packed data
+    order: torch.Tensor  # [R] the real position at each packed slot (inverse of ``packed``)
+    packed_rows: torch.Tensor  # [R] row b of each packed slot
+    packed_sessions: torch.Tensor  # [R] session b * S + s of each packed slot
+    batch_sizes: list[torch.Tensor]  # per group (CPU int64), as PackedSequence wants them
+    spans: list[tuple[int, int]]  # per group, its [start, end) in the packed data
+    sequences: list[torch.Tensor]  # per group, session b * S + s of each packed sequence, longest first
+
+    def run(self, gru: nn.GRU, group: int, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``gru`` over the group's packed data ``x`` [n, in] from ``h0`` [k, H] (its sequences in
+        ``sequences[group]`` order; None: zeros). Returns the outputs [n, H] and final states [k, H]."""
+        out, h_n = gru(PackedSequence(x, self.batch_sizes[group]), None if h0 is None else h0.unsqueeze(0).contiguous())
+        return out.data, h_n[0]
+
+
+def pack_sessions(view: SessionView, by_slot: bool) -> PackedSessions:
+    """Group the sessions of ``view`` (one group, or one per slot with ``by_slot``) and compute the
+    packed layout: sessions sorted by (group, length descending, row), ``batch_sizes[g][t]`` = the
+    group's sessions longer than ``t``, and each real position's place ``group offset + time offset
+    + rank of its session``. Vectorised; one device-to-host copy for the batch sizes."""
+    B, S = view.lengths.shape
+    L = view.session.shape[1]
+    T = view.items.shape[2]
+    dev = view.lengths.device
+    n_groups = S if by_slot else 1
+    lengths = view.lengths.reshape(-1)  # [B * S], session b * S + s
+    gid = torch.arange(S, device=dev).repeat(B) if by_slot else torch.zeros(B * S, dtype=torch.long, device=dev)
+    sess_order = torch.argsort(gid * (T + 1) + (T - lengths), stable=True)
+    per_group = torch.bincount(gid, minlength=n_groups)
+    group_start = torch.cumsum(per_group, 0) - per_group
+    rank = torch.empty_like(sess_order)
+    rank[sess_order] = torch.arange(B * S, device=dev) - group_start[gid[sess_order]]
+    hist = torch.zeros(n_groups, T + 1, dtype=torch.long, device=dev).index_put_((gid, lengths), torch.ones_like(lengths), accumulate=True)
+    bs = hist.flip(1).cumsum(1).flip(1)[:, 1:]  # [groups, T]: sessions longer than t
+    time_off = torch.cumsum(bs, 1) - bs
+    totals = bs.sum(1)
+    group_off = torch.cumsum(totals, 0) - totals
+    positions = torch.nonzero((view.session >= 0).reshape(-1)).squeeze(1)
+    rows = positions // L
+    session = rows * S + view.session.reshape(-1)[positions]
+    g = gid[session]
+    packed = group_off[g] + time_off[g, view.offset.reshape(-1)[positions]] + rank[session]
+    order = torch.empty_like(packed)
+    order[packed] = torch.arange(packed.numel(), device=dev)
+    host = torch.cat([bs.reshape(-1), group_off, totals, group_start]).cpu()
+    bs_h = host[: n_groups * T].view(n_groups, T)
+    off_h, tot_h, start_h = host[n_groups * T:].view(3, n_groups).tolist()
+    batch_sizes, spans, sequences = [], [], []
+    for k in range(n_groups):  # bookkeeping per group: slices only
+        n_seq = int(bs_h[k, 0])
+        batch_sizes.append(bs_h[k, : int((bs_h[k] > 0).sum())].contiguous())
+        spans.append((off_h[k], off_h[k] + tot_h[k]))
+        sequences.append(sess_order[start_h[k] : start_h[k] + n_seq])
+    return PackedSessions(B, S, positions, packed, order, rows[order], session[order], batch_sizes, spans, sequences)
 
 
 def in_batch_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, kind: str, n_negatives: int) -> torch.Tensor:
@@ -101,7 +165,9 @@ def in_batch_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tens
     of up to ``n_negatives`` random rows as shared negatives; a negative equal to the row's target is
     masked. Per row the mean over its negatives, then the mean over rows with at least one.
 
-    TOP1: ``sigmoid(r_j - r_i) + sigmoid(r_j^2)``; BPR: ``-log sigmoid(r_i - r_j)``."""
+    TOP1: ``sigmoid(r_j - r_i) + sigmoid(r_j^2)``; BPR: ``-log sigmoid(r_i - r_j)``. The authors' code
+    scores ``tanh(logit)`` for these losses and keeps same-item pairs (TOP1 then subtracts the
+    diagonal's ``sigmoid(r_i^2)`` term); here scores stay raw dot products, as the evaluator ranks."""
     M = targets.shape[0]
     pick = torch.randperm(M, device=targets.device)[:n_negatives] if M > n_negatives else torch.arange(M, device=targets.device)
     neg = targets[pick]
@@ -132,11 +198,13 @@ def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 class SessionGRUModel(SequentialRecommender):
-    """Shared parts: item table, session GRU over per-session tensors, output projection, the loss
-    over the flat positions and the representation of the newest position. Subclasses implement
-    ``session_states(view, x) -> [B, S, T, gru_size]`` (``x``: dropped-out item embeddings [B, S, T, d])."""
+    """Shared parts: item table, session GRU, output projection, the loss over the flat positions and
+    the representation of the newest position. Subclasses set ``by_slot`` (how ``pack_sessions``
+    groups the sessions) and implement ``session_states(packing, x) -> [R, gru_size]`` from the
+    dropped-out item embeddings ``x`` [R, d], both in packed order."""
 
     context = frozenset({"session_starts"})
+    by_slot = False
     item: nn.Embedding
 
     def __init__(self, cfg: SessionGRU4RecConfig, n_items: int, max_len: int, extra_input: int = 0) -> None:
@@ -154,22 +222,32 @@ class SessionGRUModel(SequentialRecommender):
         with torch.no_grad():
             self.item.weight[0].zero_()
 
-    def session_states(self, view: SessionView, x: torch.Tensor) -> torch.Tensor:
+    def session_states(self, pk: PackedSessions, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def encode(self, inputs: torch.Tensor, session_starts: torch.Tensor | None = None) -> torch.Tensor:
-        """``[B, L, hidden_size]``: at each position, the vector scoring the next item of its session."""
-        view = session_view(inputs, session_starts)
-        states = self.session_states(view, self.drop(self.item(view.items)))
-        return self.out(self.drop(view.to_flat(states)))
+        """``[B, L, hidden_size]``: at each position, the vector scoring the next item of its session
+        (0 at padding)."""
+        B, L = inputs.shape
+        d = self.cfg.hidden_size
+        pk = pack_sessions(session_view(inputs, session_starts), self.by_slot)
+        flat = self.item.weight.new_zeros(B * L, d)
+        if pk.positions.numel() == 0:
+            return flat.view(B, L, d)
+        x = self.drop(self.item(inputs.reshape(-1)[pk.positions]))[pk.order]
+        h = self.out(self.drop(self.session_states(pk, x)[pk.packed]))  # back to real-position order
+        return flat.index_copy(0, pk.positions, h).view(B, L, d)
 
     def loss(self, batch: Batch) -> torch.Tensor:
         h = self.encode(batch.inputs, batch.session_starts)
         mask = batch.targets > 0
         if not self.cfg.cross_session_targets:
-            starts = normalise_starts(batch.inputs, batch.session_starts)
-            opens = torch.zeros_like(starts)
-            opens[:, :-1] = starts[:, 1:]  # the target at t is the input at t + 1
+            if batch.target_session_starts is not None:
+                opens = batch.target_session_starts
+            else:  # no flag for the last target: the input at t + 1 tells the others
+                starts = normalise_starts(batch.inputs, batch.session_starts)
+                opens = torch.zeros_like(starts)
+                opens[:, :-1] = starts[:, 1:]
             mask = mask & ~opens
         return session_loss(h[mask], batch.targets[mask], self.item.weight, self.cfg.loss, self.cfg.n_negatives)
 
@@ -181,7 +259,8 @@ class SessionGRUModel(SequentialRecommender):
 
 
 class SessionGRU4Rec(SessionGRUModel):
-    """GRU4Rec restarted from a zero state at every session start (the session-aware baseline)."""
+    """GRU4Rec restarted from a zero state at every session start (the session-aware baseline): all
+    sessions of all rows in one packed GRU call."""
 
     config_class = SessionGRU4RecConfig
 
@@ -189,10 +268,8 @@ class SessionGRU4Rec(SessionGRUModel):
         super().__init__(cfg, n_items, max_len)
         self.finish_init()
 
-    def session_states(self, view: SessionView, x: torch.Tensor) -> torch.Tensor:
-        B, S, T, d = x.shape
-        out, _ = run_gru(self.session_gru, x.reshape(B * S, T, d), view.lengths.reshape(-1))
-        return out.reshape(B, S, T, -1)
+    def session_states(self, pk: PackedSessions, x: torch.Tensor) -> torch.Tensor:
+        return pk.run(self.session_gru, 0, x)[0]
 
 
 class HRNN(SessionGRUModel):
@@ -205,46 +282,45 @@ class HRNN(SessionGRUModel):
         check_choice("user_init", cfg.user_init, ("init", "all"))
         check_choice("recurrence", cfg.recurrence, ("exact", "parallel"))
         super().__init__(cfg, n_items, max_len, extra_input=cfg.user_gru_size if cfg.user_init == "all" else 0)
+        self.by_slot = cfg.recurrence == "exact"
         self.user_gru = nn.GRU(cfg.gru_size, cfg.user_gru_size, batch_first=True)
         self.user_to_session = nn.Linear(cfg.user_gru_size, cfg.gru_size)  # h_s = tanh(W c + b)
         self.finish_init()
 
-    def session_input(self, x: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
-        """HRNN-All: the user state before the session joins every step's input."""
-        if self.cfg.user_init != "all":
-            return x
-        return torch.cat([x, user.unsqueeze(-2).expand(*x.shape[:-1], user.shape[-1])], dim=-1)
+    def session_input(self, x: torch.Tensor, user: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """HRNN-All: the user state before the session (``user[index]``, one row per packed slot of
+        ``x``) joins every step's input; HRNN-Init: ``x`` as is."""
+        return torch.cat([x, user[index]], dim=-1) if self.cfg.user_init == "all" else x
 
-    def session_states(self, view: SessionView, x: torch.Tensor) -> torch.Tensor:
+    def session_states(self, pk: PackedSessions, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.recurrence == "exact":
-            return self.exact_states(view, x)
-        return self.parallel_states(view, x)
+            return self.exact_states(pk, x)
+        return self.parallel_states(pk, x)
 
-    def exact_states(self, view: SessionView, x: torch.Tensor) -> torch.Tensor:
-        B, S = view.lengths.shape
-        user = x.new_zeros(B, self.cfg.user_gru_size)
+    def exact_states(self, pk: PackedSessions, x: torch.Tensor) -> torch.Tensor:
+        S = pk.n_slots
+        user = x.new_zeros(pk.n_rows, self.cfg.user_gru_size)  # c_0 = 0
         outs = []
         for s in range(S):  # sessions depend on each other through the user state; batched over rows
-            h0 = None if s == 0 else torch.tanh(self.user_to_session(user))
-            out, final = run_gru(self.session_gru, self.session_input(x[:, s], user), view.lengths[:, s], h0)
+            a, b = pk.spans[s]
+            rows = pk.sequences[s] // S  # the rows having an s-th session, in packed batch order
+            h0 = None if s == 0 else torch.tanh(self.user_to_session(user[rows]))
+            out, final = pk.run(self.session_gru, s, self.session_input(x[a:b], user, pk.packed_rows[a:b]), h0)
             outs.append(out)
-            if s + 1 < S:  # rows without session s have no later session: their user state is never read
-                user = self.user_gru(self.drop(final).unsqueeze(1), user.unsqueeze(0))[1][0]
-        return torch.stack(outs, dim=1)
+            if s + 1 < S:
+                new = self.user_gru(self.drop(final).unsqueeze(1), user[rows].unsqueeze(0))[1][0]
+                user = user.index_copy(0, rows, new)
+        return torch.cat(outs)
 
-    def parallel_states(self, view: SessionView, x: torch.Tensor) -> torch.Tensor:
-        B, S, T, d = x.shape
-        U = self.cfg.user_gru_size
-        zero_user = x.new_zeros(B, S, U)
-        flat_len = view.lengths.reshape(-1)
-        user_before = zero_user
-        if S > 1:
-            first = self.session_input(x[:, :-1], zero_user[:, :-1]).reshape(B * (S - 1), T, -1)
-            _, final = run_gru(self.session_gru, first, view.lengths[:, :-1].reshape(-1))
-            after, _ = self.user_gru(self.drop(final.reshape(B, S - 1, -1)))  # [B, S - 1, U]: state after sessions <= s
-            user_before = torch.cat([zero_user[:, :1], after], dim=1)
-        h0 = torch.tanh(self.user_to_session(user_before))
-        h0 = torch.cat([torch.zeros_like(h0[:, :1]), h0[:, 1:]], dim=1)  # a user's first session starts from zero
-        x2 = self.session_input(x, user_before).reshape(B * S, T, -1)
-        out, _ = run_gru(self.session_gru, x2, flat_len, h0.reshape(B * S, -1))
-        return out.reshape(B, S, T, -1)
+    def parallel_states(self, pk: PackedSessions, x: torch.Tensor) -> torch.Tensor:
+        B, S, U, G = pk.n_rows, pk.n_slots, self.cfg.user_gru_size, self.cfg.gru_size
+        seqs = pk.sequences[0]  # every session, in packed batch order
+        before = x.new_zeros(B * S, U)  # user state before each session b * S + s
+        if S > 1:  # pass 1: every session from a zero start, as if the user were unknown
+            _, final = pk.run(self.session_gru, 0, self.session_input(x, before, pk.packed_sessions))
+            finals = x.new_zeros(B * S, G).index_copy(0, seqs, final).view(B, S, G)
+            after, _ = self.user_gru(self.drop(finals[:, :-1]))  # [B, S - 1, U]: after sessions <= s
+            before = torch.cat([x.new_zeros(B, 1, U), after], dim=1).reshape(B * S, U)
+        h0 = torch.tanh(self.user_to_session(before[seqs]))
+        h0 = torch.where((seqs % S == 0).unsqueeze(1), torch.zeros_like(h0), h0)  # a user's first session starts from zero
+        return pk.run(self.session_gru, 0, self.session_input(x, before, pk.packed_sessions), h0)[0]

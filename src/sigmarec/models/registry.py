@@ -6,6 +6,7 @@ from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.comirec import ComiRecDR, ComiRecSA
 from sigmarec.models.dss import DSS
 from sigmarec.models.gru4rec import GRU4Rec
+from sigmarec.models.hrnn import HRNN, SessionGRU4Rec
 from sigmarec.models.mind import MIND
 from sigmarec.models.pop import Pop
 from sigmarec.models.sasrec import SASRec
@@ -22,6 +23,8 @@ MODELS: dict[str, type[SequentialRecommender]] = {
     "sine": SINE,
     "dss": DSS,
     "pop": Pop,
+    "hrnn": HRNN,
+    "gru4rec_session": SessionGRU4Rec,
 }
 
 
