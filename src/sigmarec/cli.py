@@ -54,7 +54,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_run_dir(cfg)
     print(f"run directory: {out}", file=sys.stderr)
     metrics = Trainer(cfg, out).fit()
-    print(json.dumps(metrics["test"], indent=2) if args.json else _table({cfg.model_name: metrics["test"]}, cfg.eval.ks))
+    print(json.dumps(metrics["test"], indent=2) if args.json else _table({cfg.model_name: metrics["test"]}, cfg.eval.ks,
+                                                                         protocol=cfg.protocol.name))
     return 0
 
 
@@ -65,7 +66,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = load_run(args.run_dir, args.checkpoint, args.device)
     cases = run.split.valid if args.split == "valid" else run.split.test
     metrics = evaluate(run.model, run.data, cases, run.cfg.eval, run.cfg.data.max_len, run.device)
-    print(json.dumps(metrics, indent=2) if args.json else _table({f"{run.cfg.model_name} ({args.split})": metrics}, run.cfg.eval.ks))
+    print(json.dumps(metrics, indent=2) if args.json else _table({f"{run.cfg.model_name} ({args.split})": metrics}, run.cfg.eval.ks,
+                                                                  protocol=run.cfg.protocol.name))
     return 0
 
 
@@ -129,8 +131,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(results: dict[str, dict[str, float]], ks: list[int], extra: dict[str, dict[str, float]] | None = None) -> str:
-    cols = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks] + ["mrr"]
+SESSION_PROTOCOLS = ("session", "next_session")
+
+
+def _table(results: dict[str, dict[str, float]], ks: list[int], extra: dict[str, dict[str, float]] | None = None,
+           protocol: str = "loo") -> str:
+    """Metrics table; session protocols show the HNVM paper's Recall, MRR and Precision at K."""
+    if protocol in SESSION_PROTOCOLS:
+        cols = [f"{m}@{k}" for m in ("recall", "mrr", "precision") for k in ks]
+    else:
+        cols = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks] + ["mrr"]
     extra = extra or {}
     head = ["model"] + cols + list(extra)
     rows = [[name] + [f"{m.get(c, float('nan')):.4f}" for c in cols] + [f"{extra[e][name]:.2f}" for e in extra]
