@@ -41,10 +41,12 @@ USERS = torch.tensor([0, 3, -1, 1])
 
 
 def session_batch(seqs=SEQS, flags=FLAGS, width=MAX_LEN, users=USERS):
-    """A training batch whose sessions are given by ``flags`` (targets = next items, as the batcher builds them)."""
+    """A training batch whose sessions are given by ``flags``, with the flags of the inputs and of the
+    targets (targets = next items), as the batcher builds them."""
     batch = make_batch(seqs, width)
     w = starts_from(seqs, flags, width + 1)
     batch.session_starts = w[:, :-1].clone()
+    batch.target_session_starts = w[:, 1:] & (batch.targets > 0)
     batch.users = users.clone()
     return batch
 
@@ -79,10 +81,11 @@ def test_kl_terms_match_closed_form_gaussians(scale):
         idx = torch.tensor([0, 3, 4, 1])
         pe, qe = np_gaussian(model.e_prior(idx), scale), np_gaussian(model.e_posterior(idx), scale)
         kl_e = np_kl(qe[0], qe[1], pe[0], pe[1]).sum()
-        ctx = model.sessions(batch.inputs, batch.session_starts)
+        items, starts, targets = model.training_window(batch)  # the inputs plus each row's last target
+        assert torch.equal(targets > 0, torch.cat([batch.targets > 0, torch.zeros(4, 1, dtype=torch.bool)], 1))
+        ctx = model.sessions(items, starts)
         h_prev, h_enc = ctx.h_prev[ctx.sess_row, ctx.sess_idx], ctx.h_enc
-        # one latent per session of the inputs (a flag on a window's last item belongs to a target)
-        assert len(h_enc) == sum(len([f for f in fl if f < len(s) - 1]) for s, fl in zip(SEQS, FLAGS)) == 9
+        assert len(h_enc) == sum(len(f) for f in FLAGS) == 10  # one latent per session of the window
         e_mean = torch.from_numpy(qe[0])[ctx.sess_row]
         pz = np_gaussian(model.z_prior(torch.cat([h_prev, e_mean], -1)), scale)
         qz = np_gaussian(model.z_posterior(torch.cat([h_prev, h_enc], -1)), scale)
@@ -174,25 +177,32 @@ def test_session_boundaries_change_the_output():
         torch.testing.assert_close(model.user_representation(x, users=users), reps[0], atol=0, rtol=0)
 
 
-def test_training_targets_are_scored_by_their_own_session():
+@pytest.mark.parametrize("target_flags", [True, False])
+def test_training_targets_are_scored_by_their_own_session(target_flags):
     """In training, a target that opens a session is scored by that session's first decoder step
-    (= the next-session representation of the prefix), every other target by its own session."""
+    (= the next-session representation of the prefix), every other target by its own session. The
+    last target opens a session only when the batch flags it (``target_session_starts``)."""
     model = make(init_std=0.3).eval()
     batch = session_batch()
+    if not target_flags:
+        batch.target_session_starts = None
+    x, s, _ = model.training_window(batch)
     with torch.no_grad():
-        h, _ = model._position_hidden(batch.inputs, batch.session_starts, batch.users, "prior", next_session_targets=True)
-        cont = model.position_representations(batch.inputs, batch.session_starts, batch.users)
+        h, _ = model._position_hidden(x, s, batch.users, "prior", next_session_targets=True)
+        cont = model.position_representations(x, s, batch.users)
+        n_opening = 0
         for r, (seq, flags) in enumerate(zip(SEQS, FLAGS)):
-            first = MAX_LEN + 1 - len(seq)  # inputs = the window without its last item
-            for i in range(len(seq) - 1):
+            first = MAX_LEN + 1 - len(seq)
+            for i in range(len(seq) - 1):  # the item at column first + i, whose target is seq[i + 1]
                 col = first + i
-                if i + 1 in flags and i + 1 < len(seq) - 1:  # the last target has no flag: a continuation
-                    expect = model.next_session_representation(batch.inputs[r : r + 1, : col + 1], batch.session_starts[r : r + 1, : col + 1],
-                                                               batch.users[r : r + 1])[0]
+                if i + 1 in flags and (target_flags or i + 1 < len(seq) - 1):
+                    n_opening += 1
+                    expect = model.next_session_representation(x[r : r + 1, : col + 1], s[r : r + 1, : col + 1], batch.users[r : r + 1])[0]
                     assert changed(expect, cont[r, col]) > 1e-2  # the two rules differ here
                 else:
                     expect = cont[r, col]
                 torch.testing.assert_close(h[r, col], expect, atol=1e-6, rtol=0)
+    assert n_opening == (6 if target_flags else 5)  # row 3's only target opens a session
 
 
 def test_unknown_users_and_user_features():

@@ -6,6 +6,7 @@ from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.comirec import ComiRecDR, ComiRecSA
 from sigmarec.models.dss import DSS
 from sigmarec.models.gru4rec import GRU4Rec
+from sigmarec.models.hnvm import HNVM
 from sigmarec.models.hrnn import HRNN, SessionGRU4Rec
 from sigmarec.models.mind import MIND
 from sigmarec.models.pop import Pop
@@ -25,6 +26,7 @@ MODELS: dict[str, type[SequentialRecommender]] = {
     "pop": Pop,
     "hrnn": HRNN,
     "gru4rec_session": SessionGRU4Rec,
+    "hnvm": HNVM,
 }
 
 
