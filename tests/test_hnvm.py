@@ -8,7 +8,8 @@ import torch
 
 from batches import left_padded, make_batch
 from sigmarec.data.sequences import SequenceData
-from sigmarec.models.hnvm import HNVM, HNVM_LOSSES, HNVMConfig, bpr_loss
+from sigmarec.models.hnvm import HNVM, HNVM_LOSSES, HNVMConfig
+from sigmarec.models.layers.losses import bpr_loss
 
 N_ITEMS, MAX_LEN = 30, 12
 SMALL = {"hidden_size": 8, "gru_size": 12, "z_size": 6, "user_size": 5, "n_negatives": 10}

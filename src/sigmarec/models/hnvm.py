@@ -56,14 +56,14 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
-from sigmarec.models.layers.losses import LOSSES, next_item_loss
+from sigmarec.models.layers.gaussian import kl_diag_gaussians
+from sigmarec.models.layers.losses import LOSSES, bpr_loss, next_item_loss
 from sigmarec.models.layers.sessions import SessionView, normalise_starts, session_view
 
 HNVM_LOSSES = (*LOSSES, "bpr")
@@ -87,20 +87,6 @@ class HNVMConfig:
     user_profile: str = "auto"  # a^u: auto = user features when the data has usable ones, else one-hot id | id | features
     init_std: float | None = 0.1  # weights uniform with this std, biases 0 (paper: "uniform with variance 0.01");
     # None = PyTorch defaults
-
-
-def kl_diag_gaussians(mean_q: torch.Tensor, logvar_q: torch.Tensor, mean_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
-    """Closed-form ``KL(N(mean_q, exp(logvar_q)) || N(mean_p, exp(logvar_p)))`` summed over the last dimension."""
-    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mean_q - mean_p).pow(2)) * torch.exp(-logvar_p) - 1.0).sum(-1)
-
-
-def bpr_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """BPR (Rendle et al.): mean ``-log sigmoid(s_target - s_neg)``, one uniform negative != target per row."""
-    n_items = items.shape[0] - 1
-    neg = torch.randint(1, n_items + 1, targets.shape, device=targets.device)
-    neg = torch.where(neg == targets, neg % n_items + 1, neg)
-    diff = (hidden * (items[targets] - items[neg])).sum(-1)
-    return F.softplus(-diff.float()).mean()
 
 
 class OneHotLinear(nn.Module):

@@ -33,3 +33,8 @@ def mixture_kl_mc(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_w
     log_comp = diag_gaussian_log_prob(z.unsqueeze(-2), means.float(), logvars.float())
     log_p = torch.logsumexp(log_weights.float() + log_comp, dim=-1)
     return log_q - log_p
+
+
+def kl_diag_gaussians(mean_q: torch.Tensor, logvar_q: torch.Tensor, mean_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    """Closed-form ``KL(N(mean_q, exp(logvar_q)) || N(mean_p, exp(logvar_p)))`` summed over the last dimension."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mean_q - mean_p).pow(2)) * torch.exp(-logvar_p) - 1.0).sum(-1)

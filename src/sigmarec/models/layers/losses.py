@@ -38,3 +38,12 @@ def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Ten
         logits = torch.cat([pos_logit, neg_logit], dim=1).float()
         return F.cross_entropy(logits, torch.zeros_like(targets))
     raise ValueError(f"unknown loss {kind!r}; expected one of {LOSSES}")
+
+
+def bpr_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """BPR (Rendle et al.): mean ``-log sigmoid(s_target - s_neg)``, one uniform negative != target per row."""
+    n_items = items.shape[0] - 1
+    neg = torch.randint(1, n_items + 1, targets.shape, device=targets.device)
+    neg = torch.where(neg == targets, neg % n_items + 1, neg)
+    diff = (hidden * (items[targets] - items[neg])).sum(-1)
+    return F.softplus(-diff.float()).mean()
