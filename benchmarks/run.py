@@ -66,7 +66,8 @@ def accuracy(args: argparse.Namespace) -> None:
                             "best_epoch": metrics["best_epoch"], "epochs": metrics["epochs"],
                             "sec_per_epoch": float(np.mean([l["train_seconds"] for l in lines])),
                             "wall_seconds": round(time.time() - t0, 1), "run_dir": str(out)})
-        print(json.dumps({k: round(metrics["test"][k], 4) for k in KEYS}), flush=True)
+        shown = [k for k in KEYS if k in metrics["test"]] or [k for k in metrics["test"] if "@" in k and not k.startswith("coverage")]
+        print(json.dumps({k: round(metrics["test"][k], 4) for k in shown}), flush=True)
 
 
 def speed(args: argparse.Namespace) -> None:
@@ -112,14 +113,17 @@ def speed(args: argparse.Namespace) -> None:
 def summarise(args: argparse.Namespace) -> None:
     rows = [json.loads(l) for l in (RESULTS / "accuracy.jsonl").read_text().splitlines()]
     rows = list({r["run_dir"]: r for r in rows}.values())  # a rerun of a finished run replaces its record
+    keys = args.keys or KEYS
     groups: dict[tuple, list] = {}
     for r in rows:
+        if not all(k in r["test"] for k in keys):
+            continue  # another protocol's metrics: ask for them with --keys
         groups.setdefault((r["model"], r["dataset"], r["loss"], r["tag"]), []).append(r)
-    print("| model | data | loss | config | seeds | " + " | ".join(f"test {k}" for k in KEYS) + " | best epoch | s/epoch |")
-    print("|---|---|---|---|---|" + "---|" * (len(KEYS) + 2))
+    print("| model | data | loss | config | seeds | " + " | ".join(f"test {k}" for k in keys) + " | best epoch | s/epoch |")
+    print("|---|---|---|---|---|" + "---|" * (len(keys) + 2))
     for (model, ds, loss, tag), rs in sorted(groups.items()):
         cells = []
-        for k in KEYS:
+        for k in keys:
             v = np.array([r["test"][k] for r in rs])
             cells.append(f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}")
         print(f"| {model} | {ds} | {loss} | {tag} | {len(rs)} | " + " | ".join(cells)
@@ -150,6 +154,7 @@ def main() -> None:
     s.add_argument("--no-bucket", action="store_true")
     s.set_defaults(func=speed)
     m = sub.add_parser("summarise")
+    m.add_argument("--keys", nargs="+", help=f"test metrics to tabulate (default {' '.join(KEYS)})")
     m.set_defaults(func=summarise)
     args = p.parse_args()
     try:
