@@ -24,13 +24,24 @@ for m in sine dss mind comirec_dr comirec_sa; do
   $PY benchmarks/run.py accuracy --model $m --dataset beauty --loss ce --seeds 1 $MIB
 done
 $PY benchmarks/run.py accuracy --model sine --dataset ml-100k --loss ce --seeds 1 2 3 $MI --max-len 20 --tag paper \
-  --set model.n_concepts=50 --set 'eval.ks=[10,50]'
+  --set model.n_concepts=50 --set 'eval.ks=[10,50]' --set train.valid_metric=ndcg@10
 # DSS under its own sampled protocol (100 popularity-sampled negatives), with and without seq2seq
 SAMPLED=(--set eval.sampled_negatives=100 --set eval.sampler=popularity --set 'eval.ks=[1,5,10]' --set train.valid_metric=ndcg@10)
 $PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 2 3 $MIB --tag sampled "${SAMPLED[@]}"
 $PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 2 3 $MIB --tag sampled-noseq2seq "${SAMPLED[@]}" \
   --set model.seq2seq=false
+# session models under HNVM's protocol (sessions at 30-minute gaps; ml-100k user attributes)
+S=(--set protocol.name=session --set 'eval.ks=[5,10,20]' --set train.valid_metric=mrr@5)
+for ds in ml-100k synthetic-sessions; do
+  for m in pop gru4rec gru4rec_session hrnn hnvm sasrec; do
+    $PY benchmarks/run.py accuracy --model $m --dataset $ds --loss ce --seeds 1 2 3 --threads 1 --tag session "${S[@]}"
+  done
+done
 $PY benchmarks/run.py speed --dataset beauty --models sasrec sigma --threads 1
+$PY benchmarks/run.py speed --dataset office --models sasrec sine dss mind comirec_dr comirec_sa --epochs 3 --threads 1
+$PY benchmarks/run.py speed --dataset ml-100k --models gru4rec gru4rec_session hrnn hnvm sasrec --epochs 2 --threads 1
 $PY benchmarks/run.py speed --dataset beauty --models sasrec sine dss mind comirec_dr comirec_sa --epochs 2 --threads 1
 $PY benchmarks/run.py speed --dataset beauty --models sasrec --no-bucket
 $PY benchmarks/run.py summarise
+$PY benchmarks/run.py summarise --keys recall@5 mrr@5 precision@5
+$PY benchmarks/run.py summarise --keys hit@10 ndcg@10 hit@50 ndcg@50
