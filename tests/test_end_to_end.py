@@ -126,6 +126,12 @@ def test_resume_refuses_a_different_config(tmp_path, tiny_overrides):
     tiny_overrides["model"]["hidden_size"] = 32
     with pytest.raises(ValueError, match="different configuration"):
         Trainer(make_config("sasrec", tiny_overrides), tmp_path / "r").fit()
+    # a larger budget is not a different run: it continues where the first stopped
+    tiny_overrides["model"]["hidden_size"] = 16
+    tiny_overrides["train"]["epochs"] = 2
+    Trainer(make_config("sasrec", tiny_overrides), tmp_path / "r").fit()
+    epochs = [json.loads(l)["epoch"] for l in (tmp_path / "r" / "epochs.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
 
 
 def test_cli_errors_are_clear(tmp_path):

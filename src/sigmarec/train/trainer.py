@@ -39,6 +39,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# Settings a resumed run may change: the budget and where/how it runs, never what is learned.
+RESUMABLE_CHANGES = ("epochs", "patience", "progress", "num_threads", "device")
+
+
+def _without_budget(cfg: dict) -> dict:
+    train = {k: v for k, v in (cfg.get("train") or {}).items() if k not in RESUMABLE_CHANGES}
+    return {**cfg, "train": train}
+
+
 def build_model(cfg: RunConfig, data: SequenceData) -> SequentialRecommender:
     return get_model_class(cfg.model_name).from_data(cfg.model, data, cfg.data.max_len)
 
@@ -83,8 +92,9 @@ class Trainer:
         (self.run_dir / "checkpoints").mkdir(exist_ok=True)
         text = config_yaml(self.cfg)
         path = self.run_dir / "config.yaml"
-        if path.exists() and yaml.safe_load(path.read_text()) != yaml.safe_load(text):
-            raise ValueError(f"{path} holds a different configuration; resume with the same settings or use a new --out")
+        if path.exists() and _without_budget(yaml.safe_load(path.read_text())) != _without_budget(yaml.safe_load(text)):
+            raise ValueError(f"{path} holds a different configuration; resume with the same settings or use a new --out "
+                             f"(only train.{', train.'.join(RESUMABLE_CHANGES)} may change on resume)")
         write_text_atomic(path, text)
         write_json_atomic(self.run_dir / "data.json", {"name": self.data.name, **self.data.stats(),
                                                        "train_windows": int(len(self.split.train_starts)),
@@ -146,6 +156,7 @@ class Trainer:
         last = find_checkpoint(ckpt_dir / "last")
         if last is not None:
             state.update(load_checkpoint(last, self.model, self.optimizer, self.device))
+            state["finished"] = state["bad_epochs"] >= tc.patience  # a larger budget on resume continues the run
             self._truncate_log(state["epoch"])
             log.info("resumed %s from epoch %d (best %s=%.4f at epoch %d)", self.run_dir, state["epoch"], tc.valid_metric,
                      state["best_value"], state["best_epoch"])
