@@ -34,7 +34,7 @@ $PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 
 S=(--set protocol.name=session --set 'eval.ks=[5,10,20]' --set train.valid_metric=mrr@5)
 for ds in ml-100k synthetic-sessions; do
   for m in pop gru4rec gru4rec_session hrnn hnvm sasrec; do
-    $PY benchmarks/run.py accuracy --model $m --dataset $ds --loss ce --seeds 1 2 3 --threads 1 --tag session "${S[@]}"
+    $PY benchmarks/run.py accuracy --model $m --dataset $ds --loss ce --seeds 1 2 3 --threads 1 --epochs 100 --patience 10 --tag session "${S[@]}"
   done
 done
 $PY benchmarks/run.py speed --dataset beauty --models sasrec sigma --threads 1
