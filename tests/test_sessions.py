@@ -100,9 +100,9 @@ def test_session_protocol_never_leaks_the_target():
     for u, s, e in zip(split.train_users, split.train_starts, split.train_ends):
         if u == 0:
             assert e <= 4  # training never reaches the validation or test target
-    flags = gather_session_starts(data, split.test.starts, split.test.ends, 5)
+    flags = gather_session_starts(data.session_starts, split.test.starts, split.test.ends, 5)
     assert flags.tolist() == [[True, False, True, True, False]]
-    cut = gather_session_starts(data, split.test.starts, split.test.ends, 3)  # window opens mid-session
+    cut = gather_session_starts(data.session_starts, split.test.starts, split.test.ends, 3)  # window opens mid-session
     assert cut.tolist() == [[True, True, False]]
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from sigmarec.data.protocols import Split
-from sigmarec.data.sequences import SequenceData
 
 
 def gather_left_padded(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, length: int | None = None) -> np.ndarray:
@@ -29,13 +28,13 @@ def gather_left_padded(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, l
     return out.astype(np.int64, copy=False)
 
 
-def gather_session_starts(data: SequenceData, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray | None:
-    """Session-start flags laid out like ``gather_left_padded(data.items, starts, ends, width)``
-    (bool ``[B, width]``; the first real column of every row is a start: a window may open
-    mid-session). ``None`` when the data has no sessions."""
-    if data.session_starts is None:
+def gather_session_starts(session_starts: np.ndarray | None, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray | None:
+    """Flat session-start flags (``SequenceData.session_starts``) laid out like
+    ``gather_left_padded(items, starts, ends, width)`` (bool ``[B, width]``; the first real column of
+    every row is a start: a window may open mid-session). ``None`` when there are no sessions."""
+    if session_starts is None:
         return None
-    flags = gather_left_padded(data.session_starts.astype(np.int64), starts, ends, width).astype(bool)
+    flags = gather_left_padded(np.asarray(session_starts, dtype=np.int64), starts, ends, width).astype(bool)
     lengths = np.minimum(ends - starts, flags.shape[1])
     rows = np.flatnonzero(lengths > 0)
     flags[rows, flags.shape[1] - lengths[rows]] = True
@@ -92,7 +91,7 @@ def train_batches(split: Split, batch_size: int, max_len: int, rng: np.random.Ge
             continue
         inputs, targets = w[:, :-1], w[:, 1:].copy()
         targets[inputs == 0] = 0
-        flags = gather_session_starts(split.data, split.train_starts[sel], split.train_ends[sel], w.shape[1])
+        flags = gather_session_starts(split.data.session_starts, split.train_starts[sel], split.train_ends[sel], w.shape[1])
         starts = target_starts = None
         if flags is not None:
             starts = torch.from_numpy(flags[:, :-1].copy())  # the window's first item is flagged (it may open mid-session)

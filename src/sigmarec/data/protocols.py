@@ -15,6 +15,7 @@ import numpy as np
 
 from sigmarec.config import ProtocolConfig
 from sigmarec.data.sequences import DataError, SequenceData
+from sigmarec.data.sessions import session_offsets
 
 
 @dataclass
@@ -79,14 +80,18 @@ def leave_one_out(data: SequenceData, cfg: ProtocolConfig, max_len: int) -> Spli
 
     Users with fewer than 3 items only contribute training windows.
     """
-    users = np.arange(data.n_users)
-    starts, ends = data.offsets[:-1], data.offsets[1:]
-    lengths = ends - starts
-    ev = lengths >= 3
+    ev = data.lengths >= 3
     if not ev.any():
         raise DataError(f"{data.name}: leave-one-out needs users with at least 3 interactions; none have")
-    train_end = np.where(ev, ends - 2, ends)
-    tu, ts, te = make_windows(users, starts, train_end, max_len, cfg.train_windows)
+    return _last_two_out(data, cfg, max_len, ev)
+
+
+def _last_two_out(data: SequenceData, cfg: ProtocolConfig, max_len: int, ev: np.ndarray) -> Split:
+    """Users where ``ev`` holds: last item tests, second-to-last validates, the rest trains; the
+    other users train on everything."""
+    users = np.arange(data.n_users)
+    starts, ends = data.offsets[:-1], data.offsets[1:]
+    tu, ts, te = make_windows(users, starts, np.where(ev, ends - 2, ends), max_len, cfg.train_windows)
     eu, es = users[ev], starts[ev]
     valid = EvalSet(eu, es, ends[ev] - 2, data.items[ends[ev] - 2])
     test = EvalSet(eu, es, ends[ev] - 1, data.items[ends[ev] - 1])
@@ -133,8 +138,6 @@ def comirec_user_split(data: SequenceData, cfg: ProtocolConfig, max_len: int) ->
 def _sessions(data: SequenceData, what: str) -> tuple[np.ndarray, np.ndarray]:
     if data.session_starts is None:
         raise DataError(f"{data.name}: the {what} protocol needs sessions, i.e. timestamps in the data (this source has none)")
-    from sigmarec.data.sessions import session_offsets
-
     return session_offsets(data)
 
 
@@ -144,17 +147,10 @@ def session_loo(data: SequenceData, cfg: ProtocolConfig, max_len: int) -> Split:
     current session's prefix (models that declare ``session_starts`` see the boundaries). Users need
     at least 3 items and 2 sessions to be evaluated; the others only train."""
     _, per_user = _sessions(data, "session")
-    n_sessions = np.diff(per_user)
-    starts, ends = data.offsets[:-1], data.offsets[1:]
-    ev = (ends - starts >= 3) & (n_sessions >= 2)
+    ev = (data.lengths >= 3) & (np.diff(per_user) >= 2)
     if not ev.any():
         raise DataError(f"{data.name}: the session protocol needs users with at least 3 items in at least 2 sessions; none have")
-    users = np.arange(data.n_users)
-    tu, ts, te = make_windows(users, starts, np.where(ev, ends - 2, ends), max_len, cfg.train_windows)
-    eu, es = users[ev], starts[ev]
-    valid = EvalSet(eu, es, ends[ev] - 2, data.items[ends[ev] - 2])
-    test = EvalSet(eu, es, ends[ev] - 1, data.items[ends[ev] - 1])
-    return Split(data, tu, ts, te, valid, test)
+    return _last_two_out(data, cfg, max_len, ev)
 
 
 def next_session(data: SequenceData, cfg: ProtocolConfig, max_len: int) -> Split:

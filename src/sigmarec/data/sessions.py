@@ -48,9 +48,8 @@ def session_filter(starts: np.ndarray, user_codes: np.ndarray, min_len: int, min
 def session_offsets(data: SequenceData) -> tuple[np.ndarray, np.ndarray]:
     """``(starts, per_user)``: the index in ``data.items`` where each session begins (plus the end),
     and for each user the range of its sessions in that list (``per_user[u]:per_user[u + 1]``)."""
-    if data.session_starts is None:
-        first = data.offsets[:-1][data.lengths > 0]
-        begins = first
+    if data.session_starts is None:  # one session per (non-empty) user
+        begins = data.offsets[:-1][data.lengths > 0]
     else:
         begins = np.flatnonzero(data.session_starts)
     bounds = np.concatenate([begins, [data.n_interactions]]).astype(np.int64)

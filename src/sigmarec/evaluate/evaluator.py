@@ -59,7 +59,9 @@ def scored_batches(model: SequentialRecommender, data: SequenceData, cases: Eval
     try:
         for rows, inputs in input_batches(data, cases, max_len, batch_size):
             history = torch.from_numpy(gather_left_padded(data.items, cases.starts[rows], cases.ends[rows])).to(device)
-            flags = gather_session_starts(data, cases.starts[rows], cases.ends[rows], inputs.shape[1]) if model.context else None
+            flags = None
+            if model.context:
+                flags = gather_session_starts(data.session_starts, cases.starts[rows], cases.ends[rows], inputs.shape[1])
             extra = model_context(model, flags, cases.users[rows], device)
             scores = model.score_all(torch.from_numpy(inputs).to(device), **extra).float()
             yield rows, mask_scores(scores, history, exclude_history)
@@ -95,11 +97,12 @@ def evaluate(model: SequentialRecommender, data: SequenceData, cases: EvalSet, c
     ranks = np.zeros(len(cases), dtype=np.int64)
     multi_ranks: list[tuple[np.ndarray, np.ndarray]] = []
     for rows, scores in scored_batches(model, data, cases, max_len, device, cfg.batch_size, cfg.exclude_history):
-        targets = torch.from_numpy(np.asarray(cases.targets[rows], dtype=np.int64)).to(device)
         if multi:
             multi_ranks.append((rows, multi_target_ranks(scores, distinct_targets(data, cases, rows).to(device)).cpu().numpy()))
             coverage.update(scores, max(ks))
-        elif negatives is None:
+            continue
+        targets = torch.from_numpy(np.asarray(cases.targets[rows], dtype=np.int64)).to(device)
+        if negatives is None:
             ranks[rows] = target_ranks(scores, targets).cpu().numpy()
             coverage.update(scores, max(ks))
         else:

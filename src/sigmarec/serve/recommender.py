@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sigmarec.data.batching import gather_left_padded
+from sigmarec.data.batching import gather_left_padded, gather_session_starts
 from sigmarec.evaluate.evaluator import model_context, scored_batches
 from sigmarec.evaluate.ranking import mask_scores
 from sigmarec.train.run import LoadedRun, load_run
@@ -58,8 +58,8 @@ class Recommender:
         if session_starts is not None:
             if [len(f) for f in session_starts] != [len(e) for e in encoded]:
                 raise ValueError("session_starts needs one flag per history item")
-            flags = gather_left_padded(np.concatenate([np.asarray(f, dtype=np.int64) for f in session_starts]), starts, ends,
-                                       self.run.cfg.data.max_len).astype(bool)
+            flags = gather_session_starts(np.concatenate([np.asarray(f, dtype=bool) for f in session_starts]), starts, ends,
+                                          inputs.shape[1])
         extra = model_context(self.run.model, flags, None if users is None else np.asarray(users), dev)
         scores = self.run.model.score_all(inputs, **extra).float()
         scores = mask_scores(scores, history, exclude_history)
