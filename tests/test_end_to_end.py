@@ -92,6 +92,29 @@ def test_comirec_protocol_trains_and_evaluates_held_out_users(tmp_path, tiny_ove
     assert evaluated["recall@10"] == pytest.approx(metrics["test"]["recall@10"], abs=1e-9)
 
 
+def test_session_model_end_to_end_knows_when_a_session_opens(tmp_path, tiny_overrides):
+    """HNVM under the session protocol: evaluation gives it the sessions, the user and whether the target
+    opens a session; ``recommend --user --new-session`` asks for a new session's first item."""
+    overrides = {**tiny_overrides, "protocol": {"name": "session"},
+                 "data": {**tiny_overrides["data"], "dataset": "synthetic-sessions"},
+                 "model": {"hidden_size": 16, "gru_size": 16, "z_size": 8, "user_size": 4},
+                 "eval": {"ks": [5]}, "train": {**tiny_overrides["train"], "epochs": 2, "valid_metric": "mrr@5"}}
+    out = tmp_path / "run"
+    run_cli("train", "hnvm", *set_args(overrides), "--out", str(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"recall@5", "mrr@5", "precision@5"} <= set(metrics["test"])
+    from sigmarec.serve.recommender import Recommender
+
+    rec = Recommender.from_run(out)
+    opens = rec.data.session_starts[rec.run.split.test.ends]
+    assert 0 < opens.mean() < 1  # the test set has both kinds of target
+    user = str(rec.data.user_ids[rec.run.split.test.users[0]])
+    cont, new = rec.recommend_user(user, k=5), rec.recommend_user(user, k=5, new_session=True)
+    assert [s for _, s in cont] != [s for _, s in new]
+    proc = run_cli("recommend", str(out), "--user", user, "-k", "5", "--new-session")
+    assert pd.read_csv(pd.io.common.StringIO(proc.stdout), dtype={"item": str})["item"].tolist() == [i for i, _ in new]
+
+
 def test_killed_run_resumes_to_same_metrics(tmp_path, tiny_overrides):
     tiny_overrides["train"]["epochs"] = 12
     ref = Trainer(make_config("sasrec", tiny_overrides), tmp_path / "ref").fit()

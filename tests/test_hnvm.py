@@ -339,3 +339,20 @@ def test_bad_config_raises():
         make(loss="hinge")
     with pytest.raises(ValueError, match="user_profile"):
         make(user_profile="age")
+
+
+def test_new_session_flag_picks_the_next_session_representation_per_row():
+    """``new_session`` rows are scored like a target that opens a session in training (the
+    next-session representation), the other rows as continuations; one batch mixes both."""
+    model = make(init_std=0.3).eval()
+    x, s = left_padded(SEQS, MAX_LEN), starts_from(SEQS, FLAGS, MAX_LEN)
+    new = torch.tensor([True, False, True, False])
+    with torch.no_grad():
+        cont = model.user_representation(x, session_starts=s, users=USERS)
+        opened = model.next_session_representation(x, s, USERS)
+        mixed = model.user_representation(x, session_starts=s, users=USERS, new_session=new)
+        torch.testing.assert_close(mixed[new], opened[new], atol=1e-6, rtol=0)
+        torch.testing.assert_close(mixed[~new], cont[~new], atol=1e-6, rtol=0)
+        assert changed(opened, cont) > 1e-2
+        torch.testing.assert_close(model.score_all(x, session_starts=s, users=USERS, new_session=new),
+                                   mixed @ model.item_embeddings().T, atol=1e-5, rtol=0)

@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -143,3 +144,38 @@ def test_training_batches_flag_session_starts_of_inputs_and_targets():
             assert not b.target_session_starts[r][~has].any()
             seen += 1
     assert seen == 3
+
+
+class _ContextSpy(torch.nn.Module):
+    """A model that records the context the evaluator hands it and scores nothing in particular."""
+
+    context = frozenset({"session_starts", "users", "new_session"})
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[dict] = []
+        self.n_items = 9
+
+    def score_all(self, inputs, **context):
+        self.seen.append({k: None if v is None else v.clone() for k, v in context.items()})
+        return torch.zeros(inputs.shape[0], self.n_items + 1)
+
+
+@pytest.mark.parametrize("protocol", ["session", "next_session"])
+def test_evaluator_says_when_the_target_opens_a_session(protocol):
+    """``new_session`` is the session flag of each case's (first) target: set for every next-session
+    case, and for a session-protocol target that is the only item of its session."""
+    from sigmarec.config import EvalConfig
+    from sigmarec.data.protocols import make_split
+    from sigmarec.evaluate.evaluator import evaluate
+
+    data = session_data()
+    # user 0 again, but whose last session is one item: [1,2] [3] [4,5] [6]
+    data.session_starts[5] = True
+    split = make_split(data, ProtocolConfig(name=protocol), max_len=50)
+    spy = _ContextSpy()
+    for cases, expect in ((split.valid, [protocol == "next_session"]), (split.test, [True])):
+        spy.seen.clear()
+        evaluate(spy, data, cases, EvalConfig(ks=[5]), max_len=50)
+        assert [c["new_session"].tolist() for c in spy.seen] == [expect]
+        assert spy.seen[0]["users"].tolist() == cases.users.tolist()

@@ -82,7 +82,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         if args.history:
             items = rec.recommend([h.strip() for h in args.history.split(",") if h.strip()], args.k)
         else:
-            items = rec.recommend_user(args.user, args.k)
+            items = rec.recommend_user(args.user, args.k, new_session=args.new_session)
         import pandas as pd
 
         frame = pd.DataFrame({"rank": range(1, len(items) + 1), "item": [i for i, _ in items], "score": [s for _, s in items]})
@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--user", help="a known user id: recommend after the whole sequence")
     src.add_argument("--split", choices=["valid", "test"], help="every evaluation case: columns user,rank,item,score")
     r.add_argument("-k", type=int, default=10)
+    r.add_argument("--new-session", action="store_true",
+                   help="with --user: recommend the first item of a new session (session models; others ignore it)")
     r.add_argument("--output", help="CSV file (default: stdout)")
     r.add_argument("--checkpoint", choices=["best", "last"], default="best")
     r.add_argument("--device", default="auto")

@@ -34,15 +34,26 @@ def input_batches(data: SequenceData, cases: EvalSet, max_len: int, batch_size: 
 
 
 def model_context(model: SequentialRecommender, session_starts: np.ndarray | None, users: np.ndarray | None,
-                  device: torch.device) -> dict[str, torch.Tensor | None]:
+                  device: torch.device, new_session: np.ndarray | None = None) -> dict[str, torch.Tensor | None]:
     """The extra inputs a model declares in ``model.context``: session-start flags laid out like its
-    inputs (None: one session) and internal user ids (None or -1: unknown user)."""
+    inputs (None: one session), internal user ids (None or -1: unknown user) and whether the item to
+    score opens a new session (None: it continues the newest one)."""
     out: dict[str, torch.Tensor | None] = {}
     if "session_starts" in model.context:
         out["session_starts"] = None if session_starts is None else torch.from_numpy(session_starts).to(device)
     if "users" in model.context:
         out["users"] = None if users is None else torch.from_numpy(np.asarray(users, dtype=np.int64)).to(device)
+    if "new_session" in model.context:
+        out["new_session"] = None if new_session is None else torch.from_numpy(np.asarray(new_session, dtype=bool)).to(device)
     return out
+
+
+def opens_session(data: SequenceData, cases: EvalSet, rows: np.ndarray) -> np.ndarray | None:
+    """[B] bool: the (first) target of each case opens a session, i.e. the request comes after an idle
+    gap (known at request time, as the clock is). None when the data have no sessions."""
+    if data.session_starts is None:
+        return None
+    return data.session_starts[cases.ends[rows]]
 
 
 @torch.no_grad()
@@ -59,10 +70,11 @@ def scored_batches(model: SequentialRecommender, data: SequenceData, cases: Eval
     try:
         for rows, inputs in input_batches(data, cases, max_len, batch_size):
             history = torch.from_numpy(gather_left_padded(data.items, cases.starts[rows], cases.ends[rows])).to(device)
-            flags = None
+            flags = new = None
             if model.context:
                 flags = gather_session_starts(data.session_starts, cases.starts[rows], cases.ends[rows], inputs.shape[1])
-            extra = model_context(model, flags, cases.users[rows], device)
+                new = opens_session(data, cases, rows)
+            extra = model_context(model, flags, cases.users[rows], device, new)
             scores = model.score_all(torch.from_numpy(inputs).to(device), **extra).float()
             yield rows, mask_scores(scores, history, exclude_history)
     finally:

@@ -29,7 +29,9 @@ class SequentialRecommender(nn.Module):
     # Extra inputs the model needs besides item ids, passed by keyword to ``user_representation`` and
     # ``score_all`` by the evaluator and the server: ``session_starts`` (bool [B, L], True where a
     # session opens; the first real position is always True) and ``users`` (int64 [B] internal user
-    # ids, -1 for a user the training data does not know). Most models need none.
+    # ids, -1 for a user the training data does not know) and ``new_session`` (bool [B], True where the
+    # item to score opens a new session after the inputs rather than continuing the newest one).
+    # Most models need none.
     context: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: Any, n_items: int, max_len: int) -> None:

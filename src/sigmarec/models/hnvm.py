@@ -134,7 +134,7 @@ class HNVM(SequentialRecommender):
     (int64 [B], -1 = unknown); both optional (no starts: one session per row; no users: unknown)."""
 
     config_class = HNVMConfig
-    context = frozenset({"session_starts", "users"})
+    context = frozenset({"session_starts", "users", "new_session"})
 
     def __init__(self, cfg: HNVMConfig, n_items: int, max_len: int, n_users: int = 0,
                  user_features: torch.Tensor | None = None) -> None:
@@ -379,31 +379,37 @@ class HNVM(SequentialRecommender):
         return self._position_hidden(inputs, session_starts, users, "prior", next_session_targets=False)[0]
 
     def _newest(self, inputs: torch.Tensor, session_starts: torch.Tensor | None, users: torch.Tensor | None,
-                new_session: bool) -> torch.Tensor:
+                new_session: torch.Tensor) -> torch.Tensor:
+        """``[B, d]`` for the item after the newest input: where ``new_session`` ([B] bool) is set, the
+        first item of a session opened after the inputs (``h_N^con``, nothing of it seen yet);
+        elsewhere the next item of the newest session (empty rows: a first session, nothing seen)."""
         B = inputs.shape[0]
         ctx = self.sessions(inputs, session_starts)
         e = self.user_distributions(users, B, inputs.device)["post_mean"]
         n = ctx.view.n_sessions
         rows, last = torch.arange(B, device=inputs.device), (n - 1).clamp(min=0)
-        if new_session:  # a session opened after the newest item: h_N^con, nothing seen yet
-            h_prev = torch.where((n > 0).unsqueeze(-1), ctx.context[rows, last], torch.zeros_like(ctx.context[:, 0]))
-            items, lengths = inputs.new_zeros((B, 1)), torch.zeros_like(n)
-        else:  # the newest session (empty rows: a first session with nothing seen)
-            h_prev = ctx.h_prev[rows, last]
-            items, lengths = ctx.view.items[rows, last], ctx.view.lengths[rows, last]
+        new = new_session.to(device=inputs.device, dtype=torch.bool).view(B)
+        closed = torch.where((n > 0).unsqueeze(-1), ctx.context[rows, last], torch.zeros_like(ctx.context[:, 0]))
+        h_prev = torch.where(new.unsqueeze(-1), closed, ctx.h_prev[rows, last])
+        items = ctx.view.items[rows, last].masked_fill(new.unsqueeze(-1), 0)
+        lengths = ctx.view.lengths[rows, last].masked_fill(new, 0)
         z = self.z_prior_dist(h_prev, e)[0]
         out, index = self._decode(items, lengths, h_prev, z)
         return out[index[rows, lengths]]
 
     def user_representation(self, inputs: torch.Tensor, session_starts: torch.Tensor | None = None,
-                            users: torch.Tensor | None = None) -> torch.Tensor:
-        """``[B, d]`` scoring the item after the newest input item, as a continuation of the newest session."""
-        return self._newest(inputs, session_starts, users, new_session=False)
+                            users: torch.Tensor | None = None, new_session: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, d]`` scoring the item after the newest input item: a continuation of the newest
+        session, or, for rows whose ``new_session`` flag is set, the first item of a new session (the
+        evaluator sets it when the target opens a session; the server when the caller says so)."""
+        if new_session is None:
+            new_session = torch.zeros(inputs.shape[0], dtype=torch.bool, device=inputs.device)
+        return self._newest(inputs, session_starts, users, new_session)
 
     def next_session_representation(self, inputs: torch.Tensor, session_starts: torch.Tensor | None = None,
                                     users: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, d]`` scoring the first item of a new session after the inputs (next-session task)."""
-        return self._newest(inputs, session_starts, users, new_session=True)
+        return self._newest(inputs, session_starts, users, torch.ones(inputs.shape[0], dtype=torch.bool, device=inputs.device))
 
     def item_embeddings(self) -> torch.Tensor:
         return self.item.weight

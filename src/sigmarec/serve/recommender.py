@@ -41,10 +41,12 @@ class Recommender:
     @torch.no_grad()
     def recommend_many(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_history: bool = True,
                        session_starts: Sequence[Sequence[bool]] | None = None,
-                       users: Sequence[int] | None = None) -> list[list[tuple[str, float]]]:
+                       users: Sequence[int] | None = None,
+                       new_session: Sequence[bool] | None = None) -> list[list[tuple[str, float]]]:
         """Top-``k`` (item, score) for each history (oldest item first). Session models also take
-        each history's session-start flags (default: one session) and internal user ids (default:
-        unknown)."""
+        each history's session-start flags (default: one session), internal user ids (default:
+        unknown) and whether the recommendation opens a new session (default: it continues the
+        newest one)."""
         if any(len(h) == 0 for h in histories):
             raise ValueError("every history needs at least one item")
         encoded = [self.encode_items(h) for h in histories]
@@ -60,7 +62,10 @@ class Recommender:
                 raise ValueError("session_starts needs one flag per history item")
             flags = gather_session_starts(np.concatenate([np.asarray(f, dtype=bool) for f in session_starts]), starts, ends,
                                           inputs.shape[1])
-        extra = model_context(self.run.model, flags, None if users is None else np.asarray(users), dev)
+        if new_session is not None and len(new_session) != len(histories):
+            raise ValueError(f"new_session needs one flag per history ({len(histories)}), got {len(new_session)}")
+        extra = model_context(self.run.model, flags, None if users is None else np.asarray(users), dev,
+                              None if new_session is None else np.asarray(new_session, dtype=bool))
         scores = self.run.model.score_all(inputs, **extra).float()
         scores = mask_scores(scores, history, exclude_history)
         top = torch.topk(scores, min(k, self.data.n_items), dim=1)
@@ -72,8 +77,10 @@ class Recommender:
     def recommend(self, history: Sequence[str], k: int = 10, exclude_history: bool = True) -> list[tuple[str, float]]:
         return self.recommend_many([history], k, exclude_history)[0]
 
-    def recommend_user(self, user: str, k: int = 10, exclude_history: bool = True) -> list[tuple[str, float]]:
-        """Next items for a known user, from the user's whole sequence."""
+    def recommend_user(self, user: str, k: int = 10, exclude_history: bool = True,
+                       new_session: bool = False) -> list[tuple[str, float]]:
+        """Next items for a known user, from the user's whole sequence: continuing the newest session,
+        or opening a new one (``new_session``; session models only, the others ignore it)."""
         u = self._user_index.get(str(user))
         if u is None:
             raise KeyError(f"unknown user id {user!r} in {self.data.name}")
@@ -81,7 +88,8 @@ class Recommender:
         flags = None
         if self.data.session_starts is not None:
             flags = [self.data.session_starts[self.data.offsets[u]:self.data.offsets[u + 1]].tolist()]
-        return self.recommend_many([[str(self.data.item_ids[i]) for i in seq]], k, exclude_history, flags, [u])[0]
+        return self.recommend_many([[str(self.data.item_ids[i]) for i in seq]], k, exclude_history, flags, [u],
+                                   [new_session])[0]
 
     def recommend_split(self, split: str = "test", k: int = 10) -> pd.DataFrame:
         """One row per case and rank (``user, rank, item, score``), with exactly the inputs and
