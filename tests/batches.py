@@ -21,3 +21,14 @@ def make_batch(seqs: list[list[int]], width: int) -> Batch:
     inputs, targets = w[:, :-1].clone(), w[:, 1:].clone()
     targets[inputs == 0] = 0
     return Batch(inputs, targets, torch.arange(len(seqs)))
+
+
+def fit(model: torch.nn.Module, batch: Batch, steps: int, opt: torch.optim.Optimizer) -> None:
+    """``steps`` optimiser steps on one batch's training loss (a tensor, or the dict key ``loss``)."""
+    from sigmarec.models.base import loss_parts
+
+    for _ in range(steps):
+        loss = loss_parts(model.loss(batch))["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from batches import left_padded, make_batch
+from batches import fit, left_padded, make_batch
 from sigmarec.models.comirec import ComiRecDR, ComiRecSA
 from sigmarec.models.layers.capsules import CapsuleLayer, dynamic_routing, label_aware_attention, squash
 from sigmarec.models.layers.losses import next_item_loss
@@ -313,10 +313,6 @@ def test_overfits_a_tiny_batch(name):
     first = measured()
     assert first == pytest.approx(math.log(20), rel=0.05)
     torch.manual_seed(0)
-    for _ in range(80):
-        loss = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(model, batch, 80, opt)
     last = measured()
     assert last < 0.93 * first, (first, last)

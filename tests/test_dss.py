@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from batches import left_padded, make_batch
+from batches import fit, left_padded, make_batch
 from sigmarec.models.dss import (
     DSS,
     SEQ2ITEM_LOSSES,
@@ -272,11 +272,7 @@ def test_overfits_a_tiny_batch():
     first = total()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
-    for _ in range(50):
-        loss = model.loss(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(model, batch, 50, opt)
     last = total()
     assert last[0] < 0.75 * first[0], (first, last)
     assert last[1] < first[1] - 0.4, (first, last)

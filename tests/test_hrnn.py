@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from batches import left_padded, make_batch
+from batches import fit, left_padded, make_batch
 from sigmarec.models.hrnn import HRNN, SESSION_LOSSES, HRNNConfig, SessionGRU4Rec, SessionGRU4RecConfig, in_batch_loss
 from sigmarec.models.layers.sessions import session_view
 
@@ -284,11 +284,7 @@ def test_overfits_a_tiny_batch_and_only_hrnn_uses_the_user_state(variant):
 
     with torch.no_grad():
         first = float(model.loss(batch))
-    for _ in range(100):
-        loss = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(model, batch, 100, opt)
     with torch.no_grad():
         last, user_step = float(model.loss(batch)), float(user_step_loss())
     if variant[0] == "hrnn":

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from batches import left_padded, make_batch
+from batches import fit, left_padded, make_batch
 from sigmarec.models import MODELS
 from sigmarec.models.base import loss_parts
 from sigmarec.models.layers.dropout import FastDropout
@@ -150,11 +150,7 @@ def test_overfits_a_tiny_fixed_set(name):
     with torch.no_grad():
         first = float(recon(model.loss(batch)))
     assert first == pytest.approx(math.log(20), rel=0.1)  # near-uniform at initialisation
-    for _ in range(100):
-        loss = loss_parts(model.loss(batch))["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(model, batch, 100, opt)
     with torch.no_grad():
         last = float(recon(model.loss(batch)))
     assert last < first / OVERFIT_DROP.get(name, 10), (first, last)

@@ -1,6 +1,6 @@
 import torch
 
-from batches import make_batch
+from batches import fit, make_batch
 from sigmarec.models.pop import Pop, PopConfig
 
 
@@ -10,11 +10,7 @@ def test_pop_learns_the_training_frequency_order_and_ignores_the_sequence(one_th
     batch = make_batch(seqs, 6)
     model = Pop(PopConfig(), n_items=5, max_len=6)
     opt = torch.optim.Adam(model.parameters(), lr=0.1)
-    for _ in range(200):
-        loss = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(model, batch, 200, opt)
     scores = model.score_all(batch.inputs[:2]).detach()
     assert torch.equal(scores[0], scores[1])  # the same list for everyone
     assert scores[0, 1:].argsort(descending=True)[:3].tolist() == [2, 1, 3]  # items 3, 2, 4

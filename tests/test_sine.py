@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.linalg import hadamard
 
-from batches import left_padded, make_batch
+from batches import fit, left_padded, make_batch
 from sigmarec.models.layers.losses import LOSSES
 from sigmarec.models.sine import SINE, SINEConfig, covariance_regularizer
 
@@ -237,11 +237,7 @@ def test_overfits_a_tiny_batch():
 
     first = recon()
     assert first == pytest.approx(np.log(20), rel=0.1)
-    for _ in range(50):
-        loss = m.loss(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(m, batch, 50, opt)
     last = recon()
     assert last < first / 2, (first, last)
 
