@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from sigmarec.train.run import make_config
 from sigmarec.train.trainer import Trainer
@@ -147,7 +148,7 @@ def test_resume_refuses_a_different_config(tmp_path, tiny_overrides):
     tiny_overrides["train"]["epochs"] = 1
     Trainer(make_config("sasrec", tiny_overrides), tmp_path / "r").fit()
     tiny_overrides["model"]["hidden_size"] = 32
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(ValueError, match=r"different configuration \(model.hidden_size \(16 vs 32\)"):
         Trainer(make_config("sasrec", tiny_overrides), tmp_path / "r").fit()
     # a larger budget is not a different run: it continues where the first stopped
     tiny_overrides["model"]["hidden_size"] = 16
@@ -155,6 +156,24 @@ def test_resume_refuses_a_different_config(tmp_path, tiny_overrides):
     Trainer(make_config("sasrec", tiny_overrides), tmp_path / "r").fit()
     epochs = [json.loads(l)["epoch"] for l in (tmp_path / "r" / "epochs.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]
+    # a field the stored config lacks (an option added to the library since) resumes at its default...
+    path = tmp_path / "r" / "config.yaml"
+    stored = yaml.safe_load(path.read_text())
+    del stored["data"]["session_gap"], stored["protocol"]["split_seed"]
+    path.write_text(yaml.safe_dump(stored))
+    tiny_overrides["train"]["epochs"] = 3
+    Trainer(make_config("sasrec", tiny_overrides), tmp_path / "r").fit()
+    assert len((tmp_path / "r" / "epochs.jsonl").read_text().splitlines()) == 3
+    # ...but not when the run asks for another value, and a field this version lacks is named
+    tiny_overrides["data"]["session_gap"] = 60.0
+    with pytest.raises(ValueError, match=r"data.session_gap \(1800.0 vs 60.0\)"):
+        Trainer(make_config("sasrec", tiny_overrides), tmp_path / "r").fit()
+    del tiny_overrides["data"]["session_gap"]
+    stored = yaml.safe_load(path.read_text())
+    stored["model"]["no_such_option"] = 1
+    path.write_text(yaml.safe_dump(stored))
+    with pytest.raises(ValueError, match="no_such_option"):
+        Trainer(make_config("sasrec", tiny_overrides), tmp_path / "r").fit()
 
 
 def test_cli_errors_are_clear(tmp_path):

@@ -20,7 +20,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from sigmarec.config import RunConfig
+from sigmarec.config import RunConfig, build_config
 from sigmarec.data.batching import n_train_batches, train_batches
 from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import Split, make_split
@@ -46,6 +46,27 @@ RESUMABLE_CHANGES = ("epochs", "patience", "progress", "num_threads", "device")
 def _without_budget(cfg: dict) -> dict:
     train = {k: v for k, v in (cfg.get("train") or {}).items() if k not in RESUMABLE_CHANGES}
     return {**cfg, "train": train}
+
+
+def config_differences(stored: dict, cfg: RunConfig) -> list[str]:
+    """``section.field`` names where a run directory's stored config differs from ``cfg``, ignoring
+    the fields a resume may change. Fields the stored file lacks (added to the library after the run
+    began) take their current defaults, so a new option with its default never blocks a resume."""
+    try:
+        full = build_config(cfg.model_name, get_model_class(cfg.model_name).config_class, stored).to_dict()
+    except ValueError as e:  # a field this version no longer has, or a value it rejects
+        return [str(e)]
+    if stored.get("model_name", cfg.model_name) != cfg.model_name:
+        return [f"model_name ({stored.get('model_name')} vs {cfg.model_name})"]
+    a, b = _without_budget(full), _without_budget(cfg.to_dict())
+    out = []
+    for section in sorted(set(a) | set(b)):
+        x, y = a.get(section), b.get(section)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += [f"{section}.{k} ({x.get(k)!r} vs {y.get(k)!r})" for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
+        elif x != y:
+            out.append(section)
+    return out
 
 
 def build_model(cfg: RunConfig, data: SequenceData) -> SequentialRecommender:
@@ -92,9 +113,11 @@ class Trainer:
         (self.run_dir / "checkpoints").mkdir(exist_ok=True)
         text = config_yaml(self.cfg)
         path = self.run_dir / "config.yaml"
-        if path.exists() and _without_budget(yaml.safe_load(path.read_text())) != _without_budget(yaml.safe_load(text)):
-            raise ValueError(f"{path} holds a different configuration; resume with the same settings or use a new --out "
-                             f"(only train.{', train.'.join(RESUMABLE_CHANGES)} may change on resume)")
+        diff = config_differences(yaml.safe_load(path.read_text()) or {}, self.cfg) if path.exists() else []
+        if diff:
+            raise ValueError(f"{path} holds a different configuration ({'; '.join(diff)}: stored vs requested); resume with "
+                             f"the same settings or use a new --out (only train.{', train.'.join(RESUMABLE_CHANGES)} "
+                             "may change on resume)")
         write_text_atomic(path, text)
         write_json_atomic(self.run_dir / "data.json", {"name": self.data.name, **self.data.stats(),
                                                        "train_windows": int(len(self.split.train_starts)),
