@@ -55,7 +55,7 @@ class TrainConfig:
     batch_size: int = 256
     bucket_by_length: bool = True  # batches of similar lengths, ~batch_size * mean length targets each
     epochs: int = 200
-    patience: int = 10  # epochs without validation improvement before stopping
+    patience: int = 10  # validations without improvement before stopping (epochs when eval_every = 1)
     valid_metric: str = "ndcg@20"
     eval_every: int = 1
     clip_grad: float | None = 5.0
