@@ -8,14 +8,23 @@ for ds in office beauty; do
     $PY benchmarks/run.py accuracy --dataset "$ds" --loss "$loss" --seeds 1 2 3
   done
 done
-for ds in office beauty; do
-  seeds="1 2 3"; [ "$ds" = beauty ] && seeds="1"
-  $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds
-  $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss bce --seeds $seeds
-  $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds --tag nomie --set model.prior=standard
-  $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds --tag nosgm --set model.sgm=false
-  $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds --tag noorth --set model.beta2=0
+# SIGMA and its ablations at the default kl_cap (0.05; the tag names it), then the same at the old cap 0.2
+for cap in 0.05 0.2; do
+  tag=klc05; [ "$cap" = 0.2 ] && tag=default
+  for ds in office beauty; do
+    seeds="1 2 3"; [ "$ds" = beauty ] && seeds="1"
+    K=(--threads 1 --set model.kl_cap=$cap)
+    $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds --tag $tag "${K[@]}"
+    $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss bce --seeds $seeds --tag $tag "${K[@]}"
+    p=""; [ "$cap" = 0.05 ] && p="-klc05"
+    $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds --tag nomie$p "${K[@]}" --set model.prior=standard
+    $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds --tag nosgm$p "${K[@]}" --set model.sgm=false
+    $PY benchmarks/run.py accuracy --model sigma --dataset "$ds" --loss ce --seeds $seeds --tag noorth$p "${K[@]}" --set model.beta2=0
+  done
 done
+# kl_cap explorations (validation decides): 0.02 on both data sets
+$PY benchmarks/run.py accuracy --model sigma --dataset office --loss ce --seeds 1 --threads 1 --tag klc02 --set model.kl_cap=0.02
+$PY benchmarks/run.py accuracy --model sigma --dataset beauty --loss ce --seeds 1 --threads 1 --tag klc02 --set model.kl_cap=0.02
 # multi-interest models (one random split per window and step: many cheap epochs)
 MI="--epochs 1000 --patience 40 --threads 1"
 MIB="--epochs 1000 --patience 20 --threads 1 --set train.eval_every=5"  # Beauty: evaluation dominates, every 5th epoch
