@@ -437,7 +437,7 @@ def test_kl_weight_anneals_per_training_step_to_cap():
 
 
 def test_step_and_hard_on_are_saved_and_restored():
-    model = make_model(hard_warmup_epochs=2, anneal_steps=100)
+    model = make_model(hard_warmup_epochs=2, anneal_steps=100, kl_cap=0.2)
     assert not bool(model.hard_on)
     model.on_epoch_start(2)
     assert not bool(model.hard_on)
@@ -449,7 +449,7 @@ def test_step_and_hard_on_are_saved_and_restored():
         model.loss(batch)
     state = model.state_dict()
     assert "step" in state and "hard_on" in state
-    resumed = make_model(seed=1, hard_warmup_epochs=2, anneal_steps=100)
+    resumed = make_model(seed=1, hard_warmup_epochs=2, anneal_steps=100, kl_cap=0.2)
     assert int(resumed.step) == 0 and not bool(resumed.hard_on)
     resumed.load_state_dict(state)
     assert int(resumed.step) == 3 and bool(resumed.hard_on)
