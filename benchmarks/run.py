@@ -14,6 +14,7 @@ import argparse
 import json
 import platform
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,9 +40,26 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
+def code_version() -> str:
+    """The commit the running code came from (``+dirty`` with uncommitted changes), or ``unknown``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "src"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+CODE = code_version()  # read once at start: the code this process imported, not what is on disk later
+
+
 def record(name: str, row: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
-    row = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": " ".join(sys.argv), **row}
+    row = {"date": time.strftime("%Y-%m-%d"), "time": time.strftime("%H:%M:%S"), "code": CODE,
+           "machine": machine(), "command": " ".join(sys.argv), **row}
     with open(RESULTS / f"{name}.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
 
