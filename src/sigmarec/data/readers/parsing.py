@@ -225,16 +225,31 @@ def _frame(user: pd.Series, item: pd.Series, timestamp: np.ndarray | None, ratin
     )
 
 
+def _column_name(role: str, column: str) -> str:
+    return column
+
+
+def _role_and_column(role: str, column: str) -> str:
+    return f"{role} ({column})"
+
+
+def _frame_from(df: pd.DataFrame, where: _Where, user: str, item: str, timestamp: str | None = None,
+                rating: str | None = None, ids=None, name=_column_name) -> pd.DataFrame:
+    """The interaction frame from the named columns of a parsed table, each checked with errors that
+    name the column as ``name(role, column)``; ``ids`` parses the id columns (default ``_ids``)."""
+    ids = ids or _ids
+    return _frame(
+        ids(df[user], name("user", user), where),
+        ids(df[item], name("item", item), where),
+        None if timestamp is None else _timestamps(df[timestamp], name("timestamp", timestamp), where),
+        None if rating is None else _numbers(df[rating], name("rating", rating), where),
+    )
+
+
 def _fixed_fields(p: Path, sep: str, quoting: bool, expected: str) -> pd.DataFrame:
     """Headerless ``user item rating timestamp`` files."""
     names = ["user", "item", "rating", "timestamp"]
     df = _arrow_table(p, sep, names=names, columns=names, quoting=quoting, expected=expected)
-    where = _Where(p)
-    return _frame(
-        _ids(df["user"], "user", where),
-        _ids(df["item"], "item", where),
-        _timestamps(df["timestamp"], "timestamp", where),
-        _numbers(df["rating"], "rating", where),
-    )
+    return _frame_from(df, _Where(p), "user", "item", "timestamp", "rating")
 
 

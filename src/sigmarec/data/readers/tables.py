@@ -19,12 +19,12 @@ from sigmarec.data.readers.parsing import (
     _check_path,
     _first_line,
     _frame,
+    _frame_from,
     _ids,
     _is_gz,
     _iter_lines,
-    _numbers,
+    _role_and_column,
     _splitter,
-    _timestamps,
 )
 
 def read_s3rec(path: str | Path) -> RawData:
@@ -92,16 +92,8 @@ def read_delimited(
     _missing_columns(p, wanted, header_fields)
     expected = f"(header: {sep.join(header_fields)})"
     df = _arrow_table(p, sep, names=None, columns=wanted, quoting=True, expected=expected)
-    where = _Where(p, header_lines=1)
-    return RawData(
-        _frame(
-            _ids(df[user_col], f"user ({user_col})", where),
-            _ids(df[item_col], f"item ({item_col})", where),
-            None if time_col is None else _timestamps(df[time_col], f"timestamp ({time_col})", where),
-            None if rating_col is None else _numbers(df[rating_col], f"rating ({rating_col})", where),
-        ),
-        source=str(p),
-    )
+    frame = _frame_from(df, _Where(p, header_lines=1), user_col, item_col, time_col, rating_col, name=_role_and_column)
+    return RawData(frame, source=str(p))
 
 
 def _parquet_ids(col: pd.Series, what: str, where: _Where) -> pd.Series:
@@ -131,16 +123,9 @@ def _read_parquet(
         raise DataError(f"{p}: not a readable parquet file ({exc})") from None
     if len(df) == 0:
         raise DataError(f"{p}: no interaction rows")
-    where = _Where(p, lines=False)
-    return RawData(
-        _frame(
-            _parquet_ids(df[user_col], f"user ({user_col})", where),
-            _parquet_ids(df[item_col], f"item ({item_col})", where),
-            None if time_col is None else _timestamps(df[time_col], f"timestamp ({time_col})", where),
-            None if rating_col is None else _numbers(df[rating_col], f"rating ({rating_col})", where),
-        ),
-        source=str(p),
-    )
+    frame = _frame_from(df, _Where(p, lines=False), user_col, item_col, time_col, rating_col, ids=_parquet_ids,
+                        name=_role_and_column)
+    return RawData(frame, source=str(p))
 
 
 def _atomic_header(p: Path) -> list[tuple[str, str]]:
@@ -197,13 +182,8 @@ def read_atomic(path: str | Path) -> RawData:
     wanted = [c for c in ("user_id", "item_id", "timestamp", "rating") if c in names]
     expected = f"(tab-separated {', '.join(names)})"
     df = _arrow_table(p, "\t", names=names, columns=wanted, quoting=False, expected=expected, skip_rows=1)
-    where = _Where(p, header_lines=1)
-    interactions = _frame(
-        _ids(df["user_id"], "user_id", where),
-        _ids(df["item_id"], "item_id", where),
-        _timestamps(df["timestamp"], "timestamp", where) if "timestamp" in df else None,
-        _numbers(df["rating"], "rating", where) if "rating" in df else None,
-    )
+    interactions = _frame_from(df, _Where(p, header_lines=1), "user_id", "item_id",
+                               "timestamp" if "timestamp" in df else None, "rating" if "rating" in df else None)
     stem = p.name[: -len(".gz")] if _is_gz(p) else p.name
     stem = stem[: -len(".inter")] if stem.lower().endswith(".inter") else Path(stem).stem
     item_path, user_path = p.with_name(stem + ".item"), p.with_name(stem + ".user")
