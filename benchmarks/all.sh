@@ -33,6 +33,8 @@ for m in sine dss mind comirec_dr comirec_sa; do
 done
 $PY benchmarks/run.py accuracy --model sine --dataset ml-100k --loss ce --seeds 1 2 3 $MI --max-len 20 --tag paper \
   --set model.n_concepts=50 --set 'eval.ks=[10,50]' --set train.valid_metric=ndcg@10
+$PY benchmarks/run.py accuracy --model sasrec --dataset ml-100k --loss ce --seeds 1 2 3 --threads 1 --max-len 20 --tag paper \
+  --set 'eval.ks=[10,50]' --set train.valid_metric=ndcg@10
 # DSS under its own sampled protocol (100 popularity-sampled negatives), with and without seq2seq
 SAMPLED=(--set eval.sampled_negatives=100 --set eval.sampler=popularity --set 'eval.ks=[1,5,10]' --set train.valid_metric=ndcg@10)
 $PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 2 3 $MIB --tag sampled "${SAMPLED[@]}"
