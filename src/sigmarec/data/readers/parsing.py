@@ -225,19 +225,13 @@ def _frame(user: pd.Series, item: pd.Series, timestamp: np.ndarray | None, ratin
     )
 
 
-def _column_name(role: str, column: str) -> str:
-    return column
-
-
-def _role_and_column(role: str, column: str) -> str:
-    return f"{role} ({column})"
-
-
 def _frame_from(df: pd.DataFrame, where: _Where, user: str, item: str, timestamp: str | None = None,
-                rating: str | None = None, ids=None, name=_column_name) -> pd.DataFrame:
-    """The interaction frame from the named columns of a parsed table, each checked with errors that
-    name the column as ``name(role, column)``; ``ids`` parses the id columns (default ``_ids``)."""
-    ids = ids or _ids
+                rating: str | None = None, ids=_ids, with_role: bool = False) -> pd.DataFrame:
+    """The interaction frame from the named columns of a parsed table, each checked by ``ids`` /
+    ``_timestamps`` / ``_numbers``; errors name the column, as ``role (column)`` with ``with_role``."""
+    def name(role: str, column: str) -> str:
+        return f"{role} ({column})" if with_role else column
+
     return _frame(
         ids(df[user], name("user", user), where),
         ids(df[item], name("item", item), where),

@@ -23,7 +23,6 @@ from sigmarec.data.readers.parsing import (
     _ids,
     _is_gz,
     _iter_lines,
-    _role_and_column,
     _splitter,
 )
 
@@ -92,7 +91,7 @@ def read_delimited(
     _missing_columns(p, wanted, header_fields)
     expected = f"(header: {sep.join(header_fields)})"
     df = _arrow_table(p, sep, names=None, columns=wanted, quoting=True, expected=expected)
-    frame = _frame_from(df, _Where(p, header_lines=1), user_col, item_col, time_col, rating_col, name=_role_and_column)
+    frame = _frame_from(df, _Where(p, header_lines=1), user_col, item_col, time_col, rating_col, with_role=True)
     return RawData(frame, source=str(p))
 
 
@@ -124,7 +123,7 @@ def _read_parquet(
     if len(df) == 0:
         raise DataError(f"{p}: no interaction rows")
     frame = _frame_from(df, _Where(p, lines=False), user_col, item_col, time_col, rating_col, ids=_parquet_ids,
-                        name=_role_and_column)
+                        with_role=True)
     return RawData(frame, source=str(p))
 
 
