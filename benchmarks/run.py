@@ -41,12 +41,12 @@ def machine() -> str:
 
 
 def code_version() -> str:
-    """The commit the running code came from (``+dirty`` with uncommitted changes), or ``unknown``."""
+    """The commit the running code came from (``+dirty`` with uncommitted changes to ``src`` or this script), or ``unknown``."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "src"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "src", "benchmarks/run.py"], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
