@@ -39,8 +39,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# Settings a resumed run may change: the budget and where/how it runs, never what is learned.
-RESUMABLE_CHANGES = ("epochs", "patience", "progress", "num_threads", "device")
+# Settings a resumed run may change: the budget and where/how it runs, never what is learned
+# (``eval_every`` only decides when validation runs; every epoch reseeds, so training is unchanged).
+RESUMABLE_CHANGES = ("epochs", "patience", "eval_every", "progress", "num_threads", "device")
 
 
 def _without_budget(cfg: dict) -> dict:
