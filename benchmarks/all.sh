@@ -24,6 +24,13 @@ for cap in 0.02 0.05 0.2; do
 done
 # kl_cap exploration below the default (validation decides)
 $PY benchmarks/run.py accuracy --model sigma --dataset office --loss ce --seeds 1 --threads 1 --tag klc01 --set model.kl_cap=0.01
+# Beauty's preset cap (0.01, chosen on Beauty validation) with its ablations; w/o SGM-VAE has no capped term
+B=(--threads 1 --set model.kl_cap=0.01)
+$PY benchmarks/run.py accuracy --model sigma --dataset beauty --loss ce --seeds 1 2 --tag klc01 "${B[@]}"
+$PY benchmarks/run.py accuracy --model sigma --dataset beauty --loss ce --seeds 1 --tag nomie-klc01 "${B[@]}" --set model.prior=standard
+$PY benchmarks/run.py accuracy --model sigma --dataset beauty --loss ce --seeds 1 --tag noorth-klc01 "${B[@]}" --set model.beta2=0
+$PY benchmarks/run.py accuracy --model sigma --dataset beauty --loss ce --seeds 1 --threads 1 --tag do05 --epochs 29 \
+  --set model.dropout=0.5 --set model.attn_dropout=0.5   # stopped at epoch 29 (BENCHMARKS, "What was tried")
 # multi-interest models (one random split per window and step: many cheap epochs)
 MI="--epochs 1000 --patience 40 --threads 1"
 MIB="--epochs 1000 --patience 20 --threads 1 --set train.eval_every=5"  # Beauty: evaluation dominates, every 5th epoch
