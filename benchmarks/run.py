@@ -83,6 +83,11 @@ def accuracy(args: argparse.Namespace) -> None:
                             "set": args.set or [], "test": metrics["test"], "valid": metrics["valid"],
                             "best_epoch": metrics["best_epoch"], "epochs": metrics["epochs"],
                             "sec_per_epoch": float(np.mean([l["train_seconds"] for l in lines])),
+                            # robust to epochs that spanned a pause (SIGSTOP) or a session's end
+                            "sec_per_epoch_median": float(np.median([l["train_seconds"] for l in lines])),
+                            # the whole run, over every resume: training and validation time from the epoch log
+                            "run_seconds": round(sum(l["train_seconds"] + l.get("eval_seconds", 0.0) for l in lines), 1),
+                            # this process only (a resumed run counts from the resume)
                             "wall_seconds": round(time.time() - t0, 1), "run_dir": str(out)})
         shown = [k for k in KEYS if k in metrics["test"]] or [k for k in metrics["test"] if "@" in k and not k.startswith("coverage")]
         print(json.dumps({k: round(metrics["test"][k], 4) for k in shown}), flush=True)
