@@ -188,3 +188,18 @@ def test_cli_errors_are_clear(tmp_path):
     assert proc.returncode == 2 and "missing.txt" in proc.stderr
     for cmd in (["--help"], ["train", "--help"], ["evaluate", "--help"], ["recommend", "--help"], ["data", "--help"], ["demo", "--help"]):
         assert run_cli(*cmd).stdout.startswith("usage")
+
+
+def test_readme_names_every_field_a_resume_may_change():
+    """The README lists the resumable fields by hand for readers; it must not drift from the code."""
+    from pathlib import Path
+
+    from sigmarec.train.trainer import RESUMABLE_CHANGES
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md not beside tests/ (installed package only)")
+    paragraph = readme.read_text().split("A resume may change only", 1)[1].split(";", 1)[0]
+    named = {w.strip("`").split(".")[-1] for w in paragraph.replace("(", " ").replace(")", " ").replace(",", " ").split()
+             if w.startswith("`")}
+    assert named == set(RESUMABLE_CHANGES)
