@@ -40,8 +40,8 @@ class MINDConfig:
     dropout: float = 0.0  # on input item embeddings; the original has none
     loss: str = "ce"  # ce = full softmax (library convention) | sampled = the original's sampled softmax | bce
     n_negatives: int = 100  # for loss=sampled
-    init_std: float = 0.02  # item table (truncated normal); the map S is N(0, 1) (ComiRec's code; CapsuleLayer), the ReLU layer PyTorch's default weight
-    # init and a zero bias
+    init_std: float = 0.02  # item table (truncated normal); the map S is N(0, 1) (ComiRec's code, see CapsuleLayer),
+    # the ReLU layer PyTorch's default weight init and a zero bias
 
 
 class MIND(MultiInterestRecommender):
