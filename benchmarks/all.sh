@@ -45,8 +45,10 @@ $PY benchmarks/run.py accuracy --model sasrec --dataset ml-100k --loss ce --seed
   --set 'eval.ks=[10,50]' --set train.valid_metric=ndcg@10
 # DSS under its own sampled protocol (100 popularity-sampled negatives), with and without seq2seq
 SAMPLED=(--set eval.sampled_negatives=100 --set eval.sampler=popularity --set 'eval.ks=[1,5,10]' --set train.valid_metric=ndcg@10)
-$PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 2 3 $MIB --tag sampled "${SAMPLED[@]}"
-$PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 2 3 $MIB --tag sampled-noseq2seq "${SAMPLED[@]}" \
+# patience 10 validations (50 epochs): both variants resumed with it at epochs 85 / 75 (a fresh run repeats them)
+MIBS="--epochs 1000 --patience 10 --threads 1 --set train.eval_every=5"
+$PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 $MIBS --tag sampled "${SAMPLED[@]}"
+$PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 $MIBS --tag sampled-noseq2seq "${SAMPLED[@]}" \
   --set model.seq2seq=false
 # session models under HNVM's protocol (sessions at 30-minute gaps; ml-100k user attributes)
 S=(--set protocol.name=session --set 'eval.ks=[5,10,20]' --set train.valid_metric=mrr@5)
