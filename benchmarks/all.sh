@@ -45,7 +45,7 @@ $PY benchmarks/run.py accuracy --model sasrec --dataset ml-100k --loss ce --seed
   --set 'eval.ks=[10,50]' --set train.valid_metric=ndcg@10
 # DSS under its own sampled protocol (100 popularity-sampled negatives), with and without seq2seq
 SAMPLED=(--set eval.sampled_negatives=100 --set eval.sampler=popularity --set 'eval.ks=[1,5,10]' --set train.valid_metric=ndcg@10)
-# patience 10 validations (50 epochs): both variants resumed with it at epochs 85 / 75 (a fresh run repeats them)
+# patience 10 validations (50 epochs): both resumed with it, at epoch 75 (sampled) and 85 (noseq2seq); a fresh run repeats them
 MIBS="--epochs 1000 --patience 10 --threads 1 --set train.eval_every=5"
 $PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 $MIBS --tag sampled "${SAMPLED[@]}"
 $PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 $MIBS --tag sampled-noseq2seq "${SAMPLED[@]}" \
