@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from sigmarec.train.run import make_config
-from sigmarec.train.trainer import Trainer
+from sigmarec.train.trainer import RESUMABLE_CHANGES, Trainer
 
 from conftest import run_cli
 
@@ -192,10 +193,6 @@ def test_cli_errors_are_clear(tmp_path):
 
 def test_readme_names_every_field_a_resume_may_change():
     """The README lists the resumable fields by hand for readers; it must not drift from the code."""
-    from pathlib import Path
-
-    from sigmarec.train.trainer import RESUMABLE_CHANGES
-
     readme = Path(__file__).resolve().parents[1] / "README.md"
     if not readme.exists():
         pytest.skip("README.md not beside tests/ (installed package only)")
