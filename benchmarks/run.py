@@ -79,12 +79,13 @@ def accuracy(args: argparse.Namespace) -> None:
         t0 = time.time()
         metrics = Trainer(cfg, out).fit()
         lines = [json.loads(l) for l in (out / "epochs.jsonl").read_text().splitlines()]
+        train_s = [l["train_seconds"] for l in lines]
         record("accuracy", {"model": args.model, "dataset": args.dataset, "loss": args.loss, "tag": args.tag, "seed": seed,
                             "set": args.set or [], "test": metrics["test"], "valid": metrics["valid"],
                             "best_epoch": metrics["best_epoch"], "epochs": metrics["epochs"],
-                            "sec_per_epoch": float(np.mean([l["train_seconds"] for l in lines])),
+                            "sec_per_epoch": float(np.mean(train_s)),
                             # robust to epochs that spanned a pause (SIGSTOP) or a session's end
-                            "sec_per_epoch_median": float(np.median([l["train_seconds"] for l in lines])),
+                            "sec_per_epoch_median": float(np.median(train_s)),
                             # the whole run, over every resume: training and validation time from the epoch log
                             "run_seconds": round(sum(l["train_seconds"] + l.get("eval_seconds", 0.0) for l in lines), 1),
                             # this process only (a resumed run counts from the resume)

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -197,6 +198,5 @@ def test_readme_names_every_field_a_resume_may_change():
     if not readme.exists():
         pytest.skip("README.md not beside tests/ (installed package only)")
     paragraph = readme.read_text().split("A resume may change only", 1)[1].split(";", 1)[0]
-    named = {w.strip("`").split(".")[-1] for w in paragraph.replace("(", " ").replace(")", " ").replace(",", " ").split()
-             if w.startswith("`")}
+    named = {name.split(".")[-1] for name in re.findall(r"`([\w.]+)`", paragraph)}
     assert named == set(RESUMABLE_CHANGES)
