@@ -50,6 +50,11 @@ MIBS="--epochs 1000 --patience 10 --threads 1 --set train.eval_every=5"
 $PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 $MIBS --tag sampled "${SAMPLED[@]}"
 $PY benchmarks/run.py accuracy --model dss --dataset beauty --loss ce --seeds 1 $MIBS --tag sampled-noseq2seq "${SAMPLED[@]}" \
   --set model.seq2seq=false
+# the same pair with the paper's in-batch seq2item loss (Eq. 6)
+for t in sampled sampled-noseq2seq; do
+  extra=(); [ "$t" = sampled-noseq2seq ] && extra=(--set model.seq2seq=false)
+  $PY benchmarks/run.py accuracy --model dss --dataset beauty --loss inbatch --seeds 1 $MIBS --tag $t "${SAMPLED[@]}" "${extra[@]}"
+done
 # session models under HNVM's protocol (sessions at 30-minute gaps; ml-100k user attributes)
 S=(--set protocol.name=session --set 'eval.ks=[5,10,20]' --set train.valid_metric=mrr@5)
 for ds in ml-100k synthetic-sessions; do
