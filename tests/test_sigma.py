@@ -20,7 +20,7 @@ from sigmarec.models.layers.interests import (
     last_index_per_category,
     soft_interests,
 )
-from sigmarec.models.sigma import SIGMA, SIGMAConfig
+from sigmarec.models.sigma import SIGMA, SIGMAConfig, shuffled_sources
 
 N_ITEMS, MAX_LEN, D, K = 30, 10, 16, 3
 SMALL = dict(hidden_size=D, n_heads=2, n_interests=K, omega_hidden=[32], mie_negatives=16)
@@ -405,7 +405,7 @@ def test_without_hard_interests_the_means_are_the_soft_interests():
 
 @pytest.mark.parametrize("field,value", [("prior", "foo"), ("loss", "mse"), ("orth", "cosine"), ("soft_pool", "max"),
                                          ("mie_kl_reduce", "max"),
-                                         ("hard_assignment", "sample")])
+                                         ("hard_assignment", "sample"), ("prior_map", "mlp")])
 def test_invalid_options_raise_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         make_model(**{field: value})
@@ -502,3 +502,97 @@ def test_mie_item_grad_false_keeps_the_mie_vae_off_the_item_table():
         assert (grad is not None and grad.abs().sum() > 0) == expect, (item_grad, sgm)
         assert model.categories.grad is not None and model.categories.grad.abs().sum() > 0
         assert torch.isfinite(out["loss"])
+
+
+# ---------------------------------------------------------------- SIGMA: the prior's map into z-space and its controls
+
+
+def _prior_at_cap(model: SIGMA, seed: int = 0):
+    """Mixture-prior parts at the target positions of SEQS, in training mode with hard interests on."""
+    model.train()
+    model.hard_on.fill_(True)
+    batch = make_batch(SEQS)
+    torch.manual_seed(seed)
+    dist = model.interest_distributions(batch.inputs)
+    return dist, model.sgm_prior(dist, batch.inputs > 0, batch.targets > 0), batch
+
+
+@pytest.mark.parametrize("kind", ["linear", "norm"])
+def test_prior_map_shapes_and_linear_is_identity_at_init(kind):
+    model = make_model(prior_map=kind)
+    dist, (m, lv, log_alpha), batch = _prior_at_cap(model)
+    mask = batch.targets > 0
+    M = int(mask.sum())
+    assert m.shape == (M, K, D) and lv.shape == (M, K, D) and log_alpha.shape == (M, K)
+    torch.testing.assert_close(log_alpha.exp().sum(-1), torch.ones(M))
+    torch.testing.assert_close(lv, dist["logvar"][mask])  # shift 0 at init
+    if kind == "linear":  # identity-initialised: the prior is the paper's until training moves it
+        torch.testing.assert_close(m, dist["mean"][mask])
+    else:  # per-component LayerNorm: zero mean and variance var / (var + eps) over d, whatever the prefix length
+        var = dist["mean"][mask].var(-1, unbiased=False)
+        torch.testing.assert_close(m.mean(-1), torch.zeros(M, K), atol=1e-5, rtol=0)
+        torch.testing.assert_close(m.pow(2).mean(-1), var / (var + 1e-5), atol=1e-3, rtol=0)
+
+
+def test_prior_logvar_shift_is_added_and_learned():
+    model = make_model(prior_map="linear", prior_logvar_shift=-4.0)
+    dist, (_, lv, _), batch = _prior_at_cap(model)
+    torch.testing.assert_close(lv, dist["logvar"][batch.targets > 0] - 4.0)
+    assert make_model().prior_logvar_shift is None  # the paper's prior has no extra parameter (old checkpoints load)
+    assert make_model(prior_logvar_shift=-2.0).prior_logvar_shift is not None
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_prior_map_trains_from_the_kl_and_detach_stops_it_at_the_mie_outputs(detach):
+    """Only the mixture KL is left (MIE terms weighted 0): the map into z-space always learns from it; the
+    MIE-VAE's modules (omega MLP, GRU, categories) do exactly when the prior is not detached."""
+    model = make_model(prior_map="linear", prior_logvar_shift=-1.0, detach_prior=detach, beta1=0.0, beta2=0.0)
+    model.step.fill_(model.cfg.anneal_steps)
+    _loss_and_backward(model)
+    _assert_grads(model, ["prior_mean_map", "prior_logvar_shift", "enc_mu", "enc_logvar"])
+    for name in ("omega", "hard.gru"):
+        grads = [p.grad for n, p in model.named_parameters() if n.startswith(name + ".")]
+        reached = any(g is not None and g.abs().sum() > 0 for g in grads)
+        assert reached != detach, name
+
+
+def test_shuffled_sources_is_a_derangement_at_matched_prefix_length():
+    batch = make_batch(SEQS)
+    valid = batch.inputs > 0
+    lengths = valid.sum(1)
+    B, L = valid.shape
+    for seed in range(20):
+        torch.manual_seed(seed)
+        rows, cols = shuffled_sources(valid)
+        src = rows[:, 0]
+        assert (rows == src[:, None]).all()
+        assert (src != torch.arange(B)).all()  # no sequence keeps its own prior
+        assert sorted(src.tolist()) == list(range(B))  # a permutation: every prior is used once
+        for b in range(B):
+            n, n_src = int(lengths[b]), int(lengths[src[b]])
+            for j in range(n):  # the j-th real position (prefix length j + 1)
+                col = L - n + j
+                want = L - n_src + min(j + 1, n_src) - 1
+                assert int(cols[b, col]) == want and bool(valid[src[b], want])
+    one = valid[:1]
+    rows, cols = shuffled_sources(one)
+    assert (rows == 0).all() and (cols[one] == torch.arange(L)[one[0]]).all()
+
+
+def test_prior_shuffle_feeds_the_kl_another_sequences_mixture():
+    torch.manual_seed(0)
+    model = make_model(prior_shuffle=True)
+    model.hard_on.fill_(True)
+    batch = make_batch(SEQS)
+    dist = model.interest_distributions(batch.inputs)
+    torch.manual_seed(5)
+    m, lv, log_alpha = model.sgm_prior(dist, batch.inputs > 0, batch.targets > 0)
+    torch.manual_seed(5)
+    rows, cols = shuffled_sources(batch.inputs > 0)
+    mask = batch.targets > 0
+    torch.testing.assert_close(m, dist["mean"][rows, cols][mask])
+    torch.testing.assert_close(log_alpha.exp(), dist["alpha"][rows, cols][mask])
+    assert not torch.allclose(m, dist["mean"][mask])
+    model.eval()  # inference never uses the prior: shuffling cannot leak into the scores
+    inputs = batch.inputs
+    torch.testing.assert_close(model.score_all(inputs), model.score_all(inputs))

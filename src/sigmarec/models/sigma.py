@@ -66,7 +66,20 @@ class SIGMAConfig:
     anneal_steps: int = 10000  # lambda = min(kl_cap, step / anneal_steps) (authors: 10k Beauty, 20k Office)
     detach_prior: bool = True  # the mixture KL trains the posterior only, the MIE-VAE learns from its own ELBO; with
     # false, the KL's pull of the interest means towards z reshapes the shared item table and Office NDCG@20 at epoch 8
-    # drops from .043 to .023 (lambda is still ~.01 then)
+    # drops from .043 to .023 (lambda is still ~.01 then). That was measured with mie_item_grad=true; with false the KL
+    # reaches the categories, the hard-interest GRU and the omega MLP but never the item table
+    prior_map: str = "none"  # how the interest means enter z-space before the mixture KL. none = m as in the paper:
+    # sum-pooled sqrt(d)-scaled item vectors (norm 0.5-3) against mu, the output of a LayerNorm (norm ~sqrt(d)), so z
+    # sits outside every component and the KL is one fixed pull whatever alpha says | linear = a learned Linear(d, d),
+    # identity-initialised (the prior equals "none" at step 0) | norm = a learned LayerNorm, the normalisation mu ends
+    # with, so both live at one scale from the first step (not identity-initialisable)
+    prior_logvar_shift: float = 0.0  # with prior_map != none or a non-zero value: a learned per-dimension shift added to log omega^2 in the
+    # SGM prior only, initialised at this value. omega is fitted to N(0, I) by the MIE-VAE's own KL (log omega^2 ~ 0)
+    # while log sigma^2 starts at -4, so ~80 of the ~100 nats of mixture KL is that variance mismatch, nearly the same
+    # under either prior; a shift near posterior_init_logvar leaves the KL to the means
+    prior_shuffle: bool = False  # CONTROL, not a model: each position's mixture (means, variances, alpha) is taken from
+    # another sequence of the batch at the same prefix length (or its longest, if shorter). A gain that survives this
+    # is not from the user's own interests. A batch of one sequence cannot be shuffled and keeps its own prior
     # --- interests (MIE-VAE) ---
     n_interests: int = 8  # K categories (authors: 8)
     category_tau: float = 0.1  # tau of a_i^j (not given in the paper)
@@ -115,6 +128,39 @@ def orthogonality_loss(g: torch.Tensor, form: str) -> torch.Tensor:
     raise ValueError(f"orth must be 'frobenius' or 'offdiag', got {form!r}")
 
 
+def prior_mean_map(kind: str, d: int) -> nn.Module:
+    """The map of interest means into z-space (``SIGMAConfig.prior_map``): identity, an identity-initialised
+    ``Linear(d, d)`` or a ``LayerNorm(d)``."""
+    if kind == "none":
+        return nn.Identity()
+    if kind == "linear":
+        lin = nn.Linear(d, d)
+        with torch.no_grad():
+            lin.weight.copy_(torch.eye(d))
+            lin.bias.zero_()
+        return lin
+    if kind == "norm":
+        return nn.LayerNorm(d)
+    raise ValueError(f"model.prior_map must be one of ('none', 'linear', 'norm'), got {kind!r}")
+
+
+def shuffled_sources(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the shuffled-prior control: ``(rows, cols)`` ``[B, L]`` naming, for every position of the
+    left-padded batch, a position of ANOTHER sequence with the same prefix length (clamped to that
+    sequence's length). Sequences are permuted by a random derangement (a random cyclic order, each
+    sequence taking the next one's prior), so no sequence keeps its own; with B = 1 nothing moves."""
+    B, L = valid.shape
+    lengths = valid.sum(1)
+    order = torch.randperm(B, device=valid.device)
+    src = torch.empty_like(order)
+    src[order] = order.roll(-1)  # b -> the sequence after it in the random cycle (never b itself when B > 1)
+    col = torch.arange(L, device=valid.device).expand(B, L)
+    prefix = (col - (L - lengths).unsqueeze(1) + 1).clamp_min(1)  # this position's prefix length (>= 1)
+    n_src = lengths[src].unsqueeze(1)
+    cols = L - n_src + torch.minimum(prefix, n_src) - 1
+    return src.unsqueeze(1).expand(B, L), cols.clamp_min(0)
+
+
 class SIGMA(SequentialRecommender):
     """SIGMA; see the module docstring. ``user_representation`` is the decoded ``mu`` at the last
     position (``[B, d]``), or the K decoded interests ``[B, K, d]`` when ``sgm=false``."""
@@ -126,7 +172,8 @@ class SIGMA(SequentialRecommender):
         for name, value, allowed in (("prior", cfg.prior, ("mixture", "standard")), ("loss", cfg.loss, ("ce", "bce", "sampled")),
                                      ("orth", cfg.orth, ("frobenius", "offdiag")),
                                      ("mie_kl_reduce", cfg.mie_kl_reduce, ("mean", "sum")), ("soft_pool", cfg.soft_pool, ("sum", "mean")),
-                                     ("hard_assignment", cfg.hard_assignment, ("gumbel", "argmax"))):
+                                     ("hard_assignment", cfg.hard_assignment, ("gumbel", "argmax")),
+                                     ("prior_map", cfg.prior_map, ("none", "linear", "norm"))):
             if value not in allowed:
                 raise ValueError(f"model.{name} must be one of {allowed}, got {value!r}")
         if not cfg.sgm and cfg.prior == "standard":
@@ -144,6 +191,10 @@ class SIGMA(SequentialRecommender):
             self.hard = HardInterestGRU(d, cfg.gru_layers, cfg.gru_bias) if cfg.hard_interests else None
             self.omega = mlp([2 * d, *cfg.omega_hidden, d], cfg.dropout)
             self.interest_decoder = mlp([d, d, d], cfg.dropout)
+            if cfg.sgm:
+                self.prior_mean_map = prior_mean_map(cfg.prior_map, d)
+                learned = cfg.prior_map != "none" or cfg.prior_logvar_shift != 0
+                self.prior_logvar_shift = nn.Parameter(torch.full((d,), float(cfg.prior_logvar_shift))) if learned else None
         # truncated-normal init for the item table and Transformers (as SASRec); the MIE-VAE's MLPs and
         # GRU keep PyTorch's fan-in init, since std-0.02 weights in a stack of MLPs starve its gradients
         init_weights(self.item, cfg.init_std)
@@ -231,6 +282,23 @@ class SIGMA(SequentialRecommender):
         return F.cross_entropy(logits, torch.zeros_like(targets))
 
     # ---- SGM-VAE ----
+    def sgm_prior(self, dist: dict[str, torch.Tensor], valid: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The mixture prior of Eq. 6 at the target positions ``mask``: component means and log-variances
+        ``[M, K, d]`` in z-space and log intensities ``[M, K]``. ``detach_prior`` stops the KL at the MIE-VAE's
+        outputs; the map into z-space (``prior_map``, ``prior_logvar_shift``) is the SGM side's and always trains."""
+        c = self.cfg
+        m, lv, alpha = dist["mean"], dist["logvar"], dist["alpha"]
+        if c.prior_shuffle:
+            rows, cols = shuffled_sources(valid)
+            m, lv, alpha = m[rows, cols], lv[rows, cols], alpha[rows, cols]
+        m, lv, alpha = m[mask], lv[mask], alpha[mask]
+        if c.detach_prior:
+            m, lv, alpha = m.detach(), lv.detach(), alpha.detach()
+        m = self.prior_mean_map(m)
+        if self.prior_logvar_shift is not None:
+            lv = lv + self.prior_logvar_shift
+        return m, lv, torch.log(alpha.clamp_min(1e-12))
+
     def _embed(self, inputs: torch.Tensor) -> torch.Tensor:
         """Item vectors scaled by sqrt(d) (as in SASRec), shared by both VAEs."""
         return self.item(inputs) * self.cfg.hidden_size**0.5
@@ -263,10 +331,8 @@ class SIGMA(SequentialRecommender):
             parts["recon"] = next_item_loss(out[mask], tgt, self.item.weight, c.loss, c.n_negatives, c.temperature)
             mu_m, lv_m = mu[mask], logvar[mask]
             if self.use_mie:
-                pm, plv, alpha = m, lv, dist["alpha"][mask]
-                if c.detach_prior:
-                    pm, plv, alpha = pm.detach(), plv.detach(), alpha.detach()
-                parts["kl"] = mixture_kl_mc(z[mask], mu_m, lv_m, torch.log(alpha.clamp_min(1e-12)), pm, plv).mean()
+                pm, plv, log_alpha = self.sgm_prior(dist, inputs > 0, mask)
+                parts["kl"] = mixture_kl_mc(z[mask], mu_m, lv_m, log_alpha, pm, plv).mean()
             else:
                 parts["kl"] = kl_standard_normal(mu_m, lv_m).mean()
             lam = self.kl_weight()
