@@ -6,6 +6,8 @@ from sigmarec.evaluate.ranking import (
     mask_scores,
     metrics_from_ranks,
     multi_target_ranks,
+    parse_metric,
+    per_case_metric,
     target_ranks,
 )
 
@@ -14,6 +16,8 @@ __all__ = [
     "mask_scores",
     "metrics_from_ranks",
     "multi_target_ranks",
+    "parse_metric",
+    "per_case_metric",
     "sample_negatives",
     "sampled_ranks",
     "target_ranks",

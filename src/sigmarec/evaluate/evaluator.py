@@ -90,33 +90,37 @@ def distinct_targets(data: SequenceData, cases: EvalSet, rows: np.ndarray) -> to
     return t.masked_fill(repeat, 0)
 
 
-def evaluate(model: SequentialRecommender, data: SequenceData, cases: EvalSet, cfg: EvalConfig, max_len: int,
-             device: torch.device | str = "cpu") -> dict[str, float]:
-    """Metrics of ``model`` on ``cases``: full ranking by default, sampled when ``cfg.sampled_negatives > 0``."""
+def case_ranks(model: SequentialRecommender, data: SequenceData, cases: EvalSet, cfg: EvalConfig, max_len: int,
+               device: torch.device | str = "cpu", coverage: CoverageCounter | None = None) -> np.ndarray:
+    """0-based rank of every case's target, in the order of ``cases``: int64 ``[n]``, or ``[n, T]``
+    padded with -1 for protocols with several targets per case. Full ranking by default, against
+    ``cfg.sampled_negatives`` sampled items when that is > 0. ``metrics_from_ranks`` turns the result
+    into the metrics of ``evaluate``. With ``coverage`` (full ranking only) every row's top
+    ``max(cfg.ks)`` items are recorded in it."""
     device = torch.device(device)
-    ks = sorted(cfg.ks)
     negatives = None
     multi = cases.target_ends is not None
     if cfg.sampled_negatives > 0 and multi:
         raise ValueError("eval.sampled_negatives works with one target per case; this protocol has several (set it to 0)")
     if cfg.sampled_negatives > 0:
+        if coverage is not None:
+            raise ValueError("coverage needs full ranking (eval.sampled_negatives = 0)")
         hist, offsets = ragged_ranges(data.items, cases.starts, cases.ends)
         negatives = torch.from_numpy(
             sample_negatives(hist, offsets, cases.targets, data.n_items, cfg.sampled_negatives, cfg.sampler,
                              data.item_popularity(), cfg.sampler_seed)
         ).to(device)
-    coverage = CoverageCounter() if negatives is None else None
     ranks = np.zeros(len(cases), dtype=np.int64)
     multi_ranks: list[tuple[np.ndarray, np.ndarray]] = []
     for rows, scores in scored_batches(model, data, cases, max_len, device, cfg.batch_size, cfg.exclude_history):
+        if coverage is not None:
+            coverage.update(scores, max(cfg.ks))
         if multi:
             multi_ranks.append((rows, multi_target_ranks(scores, distinct_targets(data, cases, rows).to(device)).cpu().numpy()))
-            coverage.update(scores, max(ks))
             continue
         targets = torch.from_numpy(np.asarray(cases.targets[rows], dtype=np.int64)).to(device)
         if negatives is None:
             ranks[rows] = target_ranks(scores, targets).cpu().numpy()
-            coverage.update(scores, max(ks))
         else:
             t = scores.gather(1, targets[:, None])[:, 0]
             ranks[rows] = sampled_ranks(t, scores.gather(1, negatives[torch.from_numpy(rows).to(device)])).cpu().numpy()
@@ -125,6 +129,16 @@ def evaluate(model: SequentialRecommender, data: SequenceData, cases: EvalSet, c
         ranks = np.full((len(cases), width), -1, dtype=np.int64)
         for rows, r in multi_ranks:
             ranks[rows, : r.shape[1]] = r
+    return ranks
+
+
+def evaluate(model: SequentialRecommender, data: SequenceData, cases: EvalSet, cfg: EvalConfig, max_len: int,
+             device: torch.device | str = "cpu") -> dict[str, float]:
+    """Metrics of ``model`` on ``cases``: full ranking by default, sampled when ``cfg.sampled_negatives > 0``
+    (then without ``coverage@K``)."""
+    coverage = CoverageCounter() if cfg.sampled_negatives <= 0 else None
+    ranks = case_ranks(model, data, cases, cfg, max_len, device, coverage)
+    ks = sorted(cfg.ks)
     out = metrics_from_ranks(ranks, ks)
     if coverage is not None:
         out.update(coverage.result(ks, data.n_items))

@@ -33,6 +33,8 @@ __all__ = [
     "mask_scores",
     "metrics_from_ranks",
     "multi_target_ranks",
+    "parse_metric",
+    "per_case_metric",
     "target_ranks",
 ]
 
@@ -147,6 +149,57 @@ def metrics_from_ranks(ranks: np.ndarray | Tensor, ks: Sequence[int]) -> dict[st
     out["mrr"] = float((1.0 / (best + 1.0)).mean()) if n else float("nan")
     out["n"] = n  # type: ignore[assignment]
     return out
+
+
+METRIC_NAMES = ("recall", "ndcg", "hit", "precision", "mrr")
+
+
+def parse_metric(metric: str) -> tuple[str, int | None]:
+    """``"ndcg@40"`` -> ``("ndcg", 40)``, ``"mrr"`` -> ``("mrr", None)``: a metric of
+    :func:`metrics_from_ranks` at any positive cutoff. Raises ``ValueError`` for anything else."""
+    known = "recall@K, ndcg@K, hit@K, precision@K, mrr@K or mrr (K a positive integer)"
+    name, at, k = str(metric).strip().lower().partition("@")
+    if name not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {metric!r}; known: {known}")
+    if not at:
+        if name != "mrr":
+            raise ValueError(f"metric {metric!r} needs a cutoff, e.g. {name}@10")
+        return name, None
+    if not (k.isascii() and k.isdigit()) or int(k) <= 0:
+        raise ValueError(f"metric {metric!r}: the cutoff must be a positive integer; known: {known}")
+    return name, int(k)
+
+
+def per_case_metric(ranks: np.ndarray | Tensor, metric: str) -> np.ndarray:
+    """The value of ``metric`` (see :func:`parse_metric`) for every case (row) of ``ranks``, float64 ``[U]``.
+
+    Same definitions as :func:`metrics_from_ranks`, whose value is the mean of these: ``ranks`` is
+    ``[U]`` (one target per case) or ``[U, T]`` (several, -1 = none)."""
+    name, k = parse_metric(metric)
+    if isinstance(ranks, Tensor):
+        ranks = ranks.detach().cpu().numpy()
+    r = np.asarray(ranks, dtype=np.float64)
+    r = r.reshape(-1, 1) if r.ndim <= 1 else r
+    valid = r >= 0
+    n_targets = valid.sum(axis=1)
+    if r.shape[0] == 0:
+        return np.zeros(0, dtype=np.float64)
+    if not n_targets.all():
+        raise ValueError("every user needs at least one target (a row of ranks is all -1)")
+    inside = valid if k is None else valid & (r < k)
+    if name == "mrr":
+        first = np.where(inside, r, np.inf).min(axis=1)
+        return np.where(np.isfinite(first), 1.0 / (first + 1.0), 0.0)
+    hits = inside.sum(axis=1)
+    if name == "recall":
+        return hits / n_targets
+    if name == "hit":
+        return (hits > 0).astype(np.float64)
+    if name == "precision":
+        return hits / k
+    gain = np.where(inside, 1.0 / np.log2(np.maximum(r, 0) + 2.0), 0.0).sum(axis=1)
+    ideal = np.cumsum(1.0 / np.log2(np.arange(r.shape[1]) + 2.0))  # IDCG for 1..T targets
+    return gain / ideal[np.minimum(n_targets, k) - 1]
 
 
 class CoverageCounter:
