@@ -1,10 +1,11 @@
-"""Command-line interface: ``sigmarec data|train|evaluate|recommend|interests|demo``."""
+"""Command-line interface: ``sigmarec data|train|evaluate|compare|recommend|interests|demo``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -68,6 +69,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate(run.model, run.data, cases, run.cfg.eval, run.cfg.data.max_len, run.device)
     print(json.dumps(metrics, indent=2) if args.json else _table({f"{run.cfg.model_name} ({args.split})": metrics}, run.cfg.eval.ks,
                                                                   protocol=run.cfg.protocol.name))
+    return 0
+
+
+def _finite_or_none(obj):
+    """NaN and infinities as null, so ``--json`` output is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from sigmarec.evaluate.paired import DEFAULT_METRICS, compare, format_comparison, normalize_metrics
+
+    metrics = normalize_metrics(list(DEFAULT_METRICS) + (args.metric or []))
+    result = compare(args.runs, args.against, args.split, metrics, args.checkpoint, args.device, args.alpha, args.recompute)
+    print(json.dumps(_finite_or_none(result), indent=2) if args.json else format_comparison(result))
     return 0
 
 
@@ -180,6 +201,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print the metric dict as JSON")
     e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("compare", help="paired per-user significance test: runs of model A against runs of model B",
+                       description="Per-user paired test between two groups of finished runs on the same data set and "
+                                   "protocol (e.g. the seeds of model A against the seeds of model B): each metric is "
+                                   "computed per user, averaged over a group's runs, and the differences A - B go "
+                                   "through a two-sided Wilcoxon signed-rank test and a paired t-test. Ranks are cached "
+                                   "in RUN_DIR/eval/.")
+    c.add_argument("--runs", nargs="+", required=True, metavar="RUN_DIR", help="group A (e.g. the seeds of one model)")
+    c.add_argument("--against", nargs="+", required=True, metavar="RUN_DIR", help="group B")
+    c.add_argument("--split", choices=["valid", "test"], default="test")
+    c.add_argument("--metric", action="append", metavar="METRIC",
+                   help="also compare this metric (recall@K, ndcg@K, hit@K, precision@K, mrr@K, mrr; any K); "
+                        "repeatable; recall@40 and ndcg@40 are always shown")
+    c.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdict (Wilcoxon p)")
+    c.add_argument("--recompute", action="store_true", help="rank again instead of reading RUN_DIR/eval/ranks-*.npz")
+    c.add_argument("--json", action="store_true", help="print the result dict as JSON")
+    c.set_defaults(func=cmd_compare)
 
     r = sub.add_parser("recommend", help="top-K items in original ids")
     r.add_argument("run_dir")
