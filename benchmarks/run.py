@@ -134,6 +134,24 @@ def speed(args: argparse.Namespace) -> None:
         print(json.dumps(row), flush=True)
 
 
+def prior(args: argparse.Namespace) -> None:
+    """SIGMA's mixture prior on trained runs (``sigmarec.evaluate.prior``): KL decomposition, dependence on the
+    user's own interests, gradient alignment with reconstruction; over the first ``--batches`` training batches."""
+    from sigmarec.evaluate.prior import prior_diagnostics
+    from sigmarec.train.run import load_run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for run_dir in args.runs:
+        run = load_run(run_dir, args.checkpoint, "cpu")
+        it = train_batches(run.split, run.cfg.train.batch_size, run.cfg.data.max_len, np.random.default_rng(0))
+        batches = [b for _, b in zip(range(args.batches), it)]
+        row = {"run_dir": str(run_dir), "checkpoint": args.checkpoint, "batches": len(batches),
+               **prior_diagnostics(run.model, batches)}
+        record("prior", row)
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+
+
 def summarise(args: argparse.Namespace) -> None:
     rows = [json.loads(l) for l in (RESULTS / "accuracy.jsonl").read_text().splitlines()]
     rows = list({r["run_dir"]: r for r in rows}.values())  # a rerun of a finished run replaces its record
@@ -177,6 +195,12 @@ def main() -> None:
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--no-bucket", action="store_true")
     s.set_defaults(func=speed)
+    d = sub.add_parser("prior", help="SIGMA's mixture prior on trained runs: KL terms, shuffled/uniform controls, gradient cosines")
+    d.add_argument("--runs", nargs="+", required=True)
+    d.add_argument("--checkpoint", default="best")
+    d.add_argument("--batches", type=int, default=20)
+    d.add_argument("--threads", type=int, default=None)
+    d.set_defaults(func=prior)
     m = sub.add_parser("summarise")
     m.add_argument("--keys", nargs="+", help=f"test metrics to tabulate (default {' '.join(KEYS)})")
     m.set_defaults(func=summarise)

@@ -596,3 +596,19 @@ def test_prior_shuffle_feeds_the_kl_another_sequences_mixture():
     model.eval()  # inference never uses the prior: shuffling cannot leak into the scores
     inputs = batch.inputs
     torch.testing.assert_close(model.score_all(inputs), model.score_all(inputs))
+
+
+def test_prior_diagnostics_on_a_tiny_model():
+    from sigmarec.evaluate.prior import prior_diagnostics
+
+    model = make_model(prior_map="linear")
+    model.step.fill_(model.cfg.anneal_steps)
+    out = prior_diagnostics(model, [make_batch(SEQS)] * 2)
+    assert out["positions"] == 2 * int((make_batch(SEQS).targets > 0).sum())
+    assert -1.0 <= out["cos_grad_recon_vs_mixture_kl"] <= 1.0 and out["grad_norm_mixture_kl"] > 0
+    # the N(0, I) KL splits exactly into its mean and variance terms; each term is non-negative
+    assert abs(out["standard_mean_term"] + out["standard_var_term"] - out["kl_standard"]) < 1e-4
+    assert out["mixture_var_term_nearest"] >= 0 and out["mixture_mean_term_nearest"] >= 0
+    assert out["kl_mixture_shuffled"] != out["kl_mixture"]
+    with pytest.raises(ValueError, match="mixture"):
+        prior_diagnostics(make_model(prior="standard"), [make_batch(SEQS)])

@@ -282,13 +282,15 @@ class SIGMA(SequentialRecommender):
         return F.cross_entropy(logits, torch.zeros_like(targets))
 
     # ---- SGM-VAE ----
-    def sgm_prior(self, dist: dict[str, torch.Tensor], valid: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def sgm_prior(self, dist: dict[str, torch.Tensor], valid: torch.Tensor, mask: torch.Tensor,
+                  shuffle: bool | None = None) -> tuple[torch.Tensor, ...]:
         """The mixture prior of Eq. 6 at the target positions ``mask``: component means and log-variances
         ``[M, K, d]`` in z-space and log intensities ``[M, K]``. ``detach_prior`` stops the KL at the MIE-VAE's
-        outputs; the map into z-space (``prior_map``, ``prior_logvar_shift``) is the SGM side's and always trains."""
+        outputs; the map into z-space (``prior_map``, ``prior_logvar_shift``) is the SGM side's and always trains.
+        ``shuffle`` (default: the ``prior_shuffle`` setting) takes each position's mixture from another sequence."""
         c = self.cfg
         m, lv, alpha = dist["mean"], dist["logvar"], dist["alpha"]
-        if c.prior_shuffle:
+        if c.prior_shuffle if shuffle is None else shuffle:
             rows, cols = shuffled_sources(valid)
             m, lv, alpha = m[rows, cols], lv[rows, cols], alpha[rows, cols]
         m, lv, alpha = m[mask], lv[mask], alpha[mask]
