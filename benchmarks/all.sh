@@ -61,6 +61,23 @@ for ds in ml-100k synthetic-sessions; do
     $PY benchmarks/run.py accuracy --model $m --dataset $ds --loss ce --seeds 1 2 3 --threads 1 --epochs 100 --patience 10 --tag session "${S[@]}"
   done
 done
+# issue 15: does the mixture prior earn its place? Exploration on Office validation (seed 1), then SIGMA against
+# the N(0, I) prior, the shuffled-prior control and SASRec-CE at the same width (3 seeds), tested per user
+O=(--dataset office --loss ce --threads 1)
+$PY benchmarks/run.py accuracy --model sigma "${O[@]}" --seeds 1 --tag poolmean --set model.soft_pool=mean
+$PY benchmarks/run.py accuracy --model sigma "${O[@]}" --seeds 1 --tag poolmean-norm-joint \
+  --set model.soft_pool=mean --set model.prior_map=norm --set model.detach_prior=false
+$PY benchmarks/run.py accuracy --model sigma "${O[@]}" --seeds 1 --tag poolmean-norm-joint-shift4 --epochs 20 \
+  --set model.soft_pool=mean --set model.prior_map=norm --set model.detach_prior=false --set model.prior_logvar_shift=-4  # stopped at epoch 20
+$PY benchmarks/run.py accuracy --model sigma "${O[@]}" --seeds 1 2 3 --tag i15
+$PY benchmarks/run.py accuracy --model sigma "${O[@]}" --seeds 1 2 3 --tag i15-nomie --set model.prior=standard
+$PY benchmarks/run.py accuracy --model sigma "${O[@]}" --seeds 1 2 3 --tag i15-shuffle --set model.prior_shuffle=true
+$PY benchmarks/run.py accuracy --model sasrec "${O[@]}" --seeds 1 2 3 --tag i15
+for v in i15-nomie i15-shuffle; do
+  $PY -m sigmarec.cli compare --runs runs/bench/sigma-office-ce-i15-s{1,2,3} --against runs/bench/sigma-office-ce-$v-s{1,2,3}
+done
+$PY -m sigmarec.cli compare --runs runs/bench/sigma-office-ce-i15-s{1,2,3} --against runs/bench/sasrec-office-ce-i15-s{1,2,3}
+$PY benchmarks/run.py prior --runs runs/bench/sigma-office-ce-i15-s{1,2,3} runs/bench/sigma-office-ce-i15-shuffle-s{1,2,3} --threads 1
 $PY benchmarks/run.py speed --dataset beauty --models sasrec sigma --threads 1
 $PY benchmarks/run.py speed --dataset office --models sasrec sine dss mind comirec_dr comirec_sa --epochs 3 --threads 1
 $PY benchmarks/run.py speed --dataset ml-100k --models gru4rec gru4rec_session hrnn hnvm sasrec --epochs 2 --threads 1
