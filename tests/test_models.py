@@ -38,6 +38,10 @@ MODEL_NAMES = sorted(MODELS)
 # term dominates early: with seq2seq off it drops 2.2-2.7x (seeds 0-2); with it on, 1.0-1.3x.
 OVERFIT_DROP = {"mind": 1.15, "comirec_sa": 1.2, "comirec_dr": 1.5, "sine": 1.1, "dss": 1.5}
 OVERFIT_SETTINGS = {"dss": {"seq2seq": False}}
+# SINE learns this task slowly: after 100 steps its loss (mean of 16 draws of the split points) had
+# dropped only 1.04-1.12x (seeds 0-3), so one noisy draw passed or failed 1.1x by chance; after 300
+# steps it drops 1.23-1.34x.
+OVERFIT_STEPS = {"sine": 300}
 # Models that ignore the sequence by design (tested in their own files): no input dependence,
 # no dropout, nothing to overfit.
 SEQUENCE_FREE = {"pop"}
@@ -147,12 +151,14 @@ def test_overfits_a_tiny_fixed_set(name):
         parts = loss_parts(out)
         return parts.get("recon", parts["loss"])
 
-    with torch.no_grad():
-        first = float(recon(model.loss(batch)))
+    def mean_recon():  # models that sample a split point per window (SINE, DSS, MIND, ComiRec) have a noisy loss
+        with torch.no_grad():
+            return sum(float(recon(model.loss(batch))) for _ in range(8)) / 8
+
+    first = mean_recon()
     assert first == pytest.approx(math.log(20), rel=0.1)  # near-uniform at initialisation
-    fit(model, batch, 100, opt)
-    with torch.no_grad():
-        last = float(recon(model.loss(batch)))
+    fit(model, batch, OVERFIT_STEPS.get(name, 100), opt)
+    last = mean_recon()
     assert last < first / OVERFIT_DROP.get(name, 10), (first, last)
 
 
