@@ -78,6 +78,11 @@ for v in i15-nomie i15-shuffle; do
 done
 $PY -m sigmarec.cli compare --runs runs/bench/sigma-office-ce-i15-s{1,2,3} --against runs/bench/sasrec-office-ce-i15-s{1,2,3}
 $PY benchmarks/run.py prior --runs runs/bench/sigma-office-ce-i15-s{1,2,3} runs/bench/sigma-office-ce-i15-shuffle-s{1,2,3} --threads 1
+# the same on Beauty (its preset, cap 0.01), seed 1, patience 10 validations (best epochs were 21-24 at this preset)
+IB=(--dataset beauty --loss ce --threads 1 --patience 10)
+$PY benchmarks/run.py accuracy --model sigma "${IB[@]}" --seeds 1 --tag i15
+$PY benchmarks/run.py accuracy --model sigma "${IB[@]}" --seeds 1 --tag i15-nomie --set model.prior=standard
+$PY -m sigmarec.cli compare --runs runs/bench/sigma-beauty-ce-i15-s1 --against runs/bench/sigma-beauty-ce-i15-nomie-s1
 $PY benchmarks/run.py speed --dataset beauty --models sasrec sigma --threads 1
 $PY benchmarks/run.py speed --dataset office --models sasrec sine dss mind comirec_dr comirec_sa --epochs 3 --threads 1
 $PY benchmarks/run.py speed --dataset ml-100k --models gru4rec gru4rec_session hrnn hnvm sasrec --epochs 2 --threads 1
