@@ -612,3 +612,12 @@ def test_prior_diagnostics_on_a_tiny_model():
     assert out["kl_mixture_shuffled"] != out["kl_mixture"]
     with pytest.raises(ValueError, match="mixture"):
         prior_diagnostics(make_model(prior="standard"), [make_batch(SEQS)])
+
+
+def test_omega_split_first_layer_equals_the_mlp_on_the_concatenation():
+    model = make_model()
+    model.eval()
+    g = model.unit_categories()
+    m = torch.randn(2, 5, K, D)
+    direct = model.omega(torch.cat([g.expand(2, 5, K, D), m], dim=-1))
+    torch.testing.assert_close(model.omega_logvar(g, m), direct, atol=1e-6, rtol=1e-5)

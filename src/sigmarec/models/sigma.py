@@ -244,8 +244,15 @@ class SIGMA(SequentialRecommender):
             cat, weight = hard_assignment(a, c.hard_assignment, c.gumbel_tau, self.training)
             r, has = self.hard(v, cat, weight, valid, c.n_interests)
             m = torch.where(has.unsqueeze(-1), (h + r) / 2, h)
-        gm = torch.cat([g.expand(*m.shape[:-1], -1), m], dim=-1)
-        return {"mean": m, "logvar": self.omega(gm), "alpha": alpha, "has_hard": has}
+        return {"mean": m, "logvar": self.omega_logvar(g, m), "alpha": alpha, "has_hard": has}
+
+    def omega_logvar(self, g: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """``log omega^2 = MLP([g_j || m_t^j])`` (Section 3.2) for ``g`` [K, d] and ``m`` [..., K, d]. The first
+        layer is applied in two parts, ``W_g g_j + W_m m``, the category part once per category, instead of on
+        a concatenated [..., K, 2d] tensor (same result, less work: the omega MLP was 16% of an Office step)."""
+        first, d = self.omega[0], m.shape[-1]
+        h = F.linear(m, first.weight[:, d:]) + F.linear(g, first.weight[:, :d], first.bias)
+        return self.omega[1:](h)
 
     def _mie_trains_items(self) -> bool:
         return self.cfg.mie_item_grad or not self.cfg.sgm
