@@ -108,6 +108,20 @@ def multi_target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     return torch.where(tgt > 0, ranks, torch.full_like(ranks, -1))
 
 
+def _rank_matrix(ranks: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``ranks`` ([U] or [U, T], -1 = no target) as float64 ``[U, T]``, its validity mask and targets per row;
+    refuses a row without any target."""
+    if isinstance(ranks, Tensor):
+        ranks = ranks.detach().cpu().numpy()
+    r = np.asarray(ranks, dtype=np.float64)
+    r = r.reshape(-1, 1) if r.ndim <= 1 else r
+    valid = r >= 0
+    n_targets = valid.sum(axis=1)
+    if r.shape[0] and not n_targets.all():
+        raise ValueError("every user needs at least one target (a row of ranks is all -1)")
+    return r, valid, n_targets
+
+
 def metrics_from_ranks(ranks: np.ndarray | Tensor, ks: Sequence[int]) -> dict[str, float]:
     """Ranking metrics averaged over users from 0-based target ranks.
 
@@ -119,14 +133,7 @@ def metrics_from_ranks(ranks: np.ndarray | Tensor, ks: Sequence[int]) -> dict[st
     without cutoff; ``n`` (int) is the number of users. With one
     target these are the usual single-target metrics (recall = hit). With no users every metric is NaN.
     """
-    if isinstance(ranks, Tensor):
-        ranks = ranks.detach().cpu().numpy()
-    r = np.asarray(ranks, dtype=np.float64)
-    r = r.reshape(-1, 1) if r.ndim <= 1 else r
-    valid = r >= 0
-    n_targets = valid.sum(axis=1)
-    if r.shape[0] and not n_targets.all():
-        raise ValueError("every user needs at least one target (a row of ranks is all -1)")
+    r, valid, n_targets = _rank_matrix(ranks)
     n = int(r.shape[0])
     gain = np.where(valid, 1.0 / np.log2(np.maximum(r, 0) + 2.0), 0.0)
     ideal = np.cumsum(1.0 / np.log2(np.arange(r.shape[1]) + 2.0))  # IDCG for 1..T targets
@@ -176,16 +183,9 @@ def per_case_metric(ranks: np.ndarray | Tensor, metric: str) -> np.ndarray:
     Same definitions as :func:`metrics_from_ranks`, whose value is the mean of these: ``ranks`` is
     ``[U]`` (one target per case) or ``[U, T]`` (several, -1 = none)."""
     name, k = parse_metric(metric)
-    if isinstance(ranks, Tensor):
-        ranks = ranks.detach().cpu().numpy()
-    r = np.asarray(ranks, dtype=np.float64)
-    r = r.reshape(-1, 1) if r.ndim <= 1 else r
-    valid = r >= 0
-    n_targets = valid.sum(axis=1)
+    r, valid, n_targets = _rank_matrix(ranks)
     if r.shape[0] == 0:
         return np.zeros(0, dtype=np.float64)
-    if not n_targets.all():
-        raise ValueError("every user needs at least one target (a row of ranks is all -1)")
     inside = valid if k is None else valid & (r < k)
     if name == "mrr":
         first = np.where(inside, r, np.inf).min(axis=1)
