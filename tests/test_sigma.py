@@ -507,7 +507,7 @@ def test_mie_item_grad_false_keeps_the_mie_vae_off_the_item_table():
 # ---------------------------------------------------------------- SIGMA: the prior's map into z-space and its controls
 
 
-def _prior_at_cap(model: SIGMA, seed: int = 0):
+def _prior_parts(model: SIGMA, seed: int = 0):
     """Mixture-prior parts at the target positions of SEQS, in training mode with hard interests on."""
     model.train()
     model.hard_on.fill_(True)
@@ -520,7 +520,7 @@ def _prior_at_cap(model: SIGMA, seed: int = 0):
 @pytest.mark.parametrize("kind", ["linear", "norm"])
 def test_prior_map_shapes_and_linear_is_identity_at_init(kind):
     model = make_model(prior_map=kind)
-    dist, (m, lv, log_alpha), batch = _prior_at_cap(model)
+    dist, (m, lv, log_alpha), batch = _prior_parts(model)
     mask = batch.targets > 0
     M = int(mask.sum())
     assert m.shape == (M, K, D) and lv.shape == (M, K, D) and log_alpha.shape == (M, K)
@@ -536,7 +536,7 @@ def test_prior_map_shapes_and_linear_is_identity_at_init(kind):
 
 def test_prior_logvar_shift_is_added_and_learned():
     model = make_model(prior_map="linear", prior_logvar_shift=-4.0)
-    dist, (_, lv, _), batch = _prior_at_cap(model)
+    dist, (_, lv, _), batch = _prior_parts(model)
     torch.testing.assert_close(lv, dist["logvar"][batch.targets > 0] - 4.0)
     assert make_model().prior_logvar_shift is None  # the paper's prior has no extra parameter (old checkpoints load)
     assert make_model(prior_logvar_shift=-2.0).prior_logvar_shift is not None
@@ -603,7 +603,10 @@ def test_prior_diagnostics_on_a_tiny_model():
 
     model = make_model(prior_map="linear")
     model.step.fill_(model.cfg.anneal_steps)
+    model.hard_on.fill_(False)  # as before a hard-interest warm-up ends
+    model.eval()
     out = prior_diagnostics(model, [make_batch(SEQS)] * 2)
+    assert not bool(model.hard_on) and not model.training  # the model's state is given back as it was
     assert out["positions"] == 2 * int((make_batch(SEQS).targets > 0).sum())
     assert -1.0 <= out["cos_grad_recon_vs_mixture_kl"] <= 1.0 and out["grad_norm_mixture_kl"] > 0
     # the N(0, I) KL splits exactly into its mean and variance terms; each term is non-negative

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from sigmarec.data.batching import Batch
-from sigmarec.models.layers.gaussian import kl_standard_normal, mixture_kl_mc
+from sigmarec.models.layers.gaussian import kl_diag_gaussians, kl_standard_normal, mixture_kl_mc
 from sigmarec.models.layers.losses import next_item_loss
 from sigmarec.models.sigma import SIGMA
 
@@ -36,7 +36,7 @@ def prior_diagnostics(model: SIGMA, batches: Iterable[Batch], seed: int = 0) -> 
         raise ValueError("prior diagnostics need SIGMA with prior=mixture and sgm=true")
     c = model.cfg
     torch.manual_seed(seed)
-    was = model.training
+    was, hard_was = model.training, bool(model.hard_on)
     model.train()
     model.hard_on.fill_(True)
     params = list(model.enc_mu.parameters())
@@ -62,7 +62,7 @@ def prior_diagnostics(model: SIGMA, batches: Iterable[Batch], seed: int = 0) -> 
             # closed-form per-component terms, taken at the component nearest to mu (in omega units)
             diff2 = (mu_m.unsqueeze(1) - pm).pow(2) * torch.exp(-plv)  # [M, K, d]
             mean_term = 0.5 * diff2.sum(-1)
-            var_term = 0.5 * (plv - lv_m.unsqueeze(1) + torch.exp(lv_m.unsqueeze(1) - plv) - 1.0).sum(-1)
+            var_term = kl_diag_gaussians(mu_m.unsqueeze(1), lv_m.unsqueeze(1), pm, plv) - mean_term
             near = mean_term.argmin(-1, keepdim=True)
             std_kl = kl_standard_normal(mu_m, lv_m)
             std_mean = 0.5 * mu_m.pow(2).sum(-1)
@@ -86,6 +86,7 @@ def prior_diagnostics(model: SIGMA, batches: Iterable[Batch], seed: int = 0) -> 
             count += n
     finally:
         model.train(was)
+        model.hard_on.fill_(hard_was)
     out = {k: v / max(count, 1) for k, v in sums.items()}
     cos = np.array(cosines)
     nrm = np.array(norms)

@@ -297,7 +297,8 @@ class SIGMA(SequentialRecommender):
         ``shuffle`` (default: the ``prior_shuffle`` setting) takes each position's mixture from another sequence."""
         c = self.cfg
         m, lv, alpha = dist["mean"], dist["logvar"], dist["alpha"]
-        if c.prior_shuffle if shuffle is None else shuffle:
+        shuffle = c.prior_shuffle if shuffle is None else shuffle
+        if shuffle:
             rows, cols = shuffled_sources(valid)
             m, lv, alpha = m[rows, cols], lv[rows, cols], alpha[rows, cols]
         m, lv, alpha = m[mask], lv[mask], alpha[mask]
