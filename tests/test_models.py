@@ -7,7 +7,7 @@ import torch
 from batches import fit, left_padded, make_batch
 from sigmarec.models import MODELS
 from sigmarec.models.base import loss_parts
-from sigmarec.models.layers.dropout import FastDropout
+from sigmarec.models.layers.dropout import FastDropout, dropout_keep_mask
 from sigmarec.models.layers.losses import LOSSES, next_item_loss
 
 N_ITEMS, MAX_LEN = 40, 12
@@ -251,6 +251,23 @@ def test_fast_dropout_train_keeps_expectation(p):
     torch.testing.assert_close(draws.mean(0), x, atol=0.08, rtol=0.0)
     # different calls draw different masks
     assert not torch.equal(drop(x), drop(x))
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5, 7), (1001, 33)])
+def test_dropout_keep_mask_rate_and_independence(shape):
+    """The mask splits each 64-bit draw into four 16-bit lanes: any size works, the drop rate is p,
+    and neighbouring entries (lanes of one draw) are uncorrelated."""
+    torch.manual_seed(1)
+    x = torch.empty(shape)
+    assert dropout_keep_mask(x, 0.3).shape == x.shape
+    big = torch.empty(400, 1000)
+    keep = dropout_keep_mask(big, 0.3).float().flatten()
+    assert 1 - keep.mean().item() == pytest.approx(0.3, abs=0.003)  # std of the rate: 0.0007
+    lanes = keep.view(-1, 4)
+    corr = torch.corrcoef(lanes.T)
+    off = corr[~torch.eye(4, dtype=torch.bool)]
+    assert off.abs().max().item() < 0.01  # std of each sample correlation: 0.003
+    assert dropout_keep_mask(big, 0.0).all() and not dropout_keep_mask(big, 1 - 2**-17).any()
 
 
 def test_fast_dropout_gradient_and_bad_p():

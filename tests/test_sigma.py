@@ -149,6 +149,37 @@ def test_hard_interest_gru_matches_naive_per_category_loop():
     assert n_empty >= 3  # the case really has empty categories
 
 
+def test_hard_interest_gru_gradients_match_the_per_category_loop():
+    """The packed GRU's backward (to the item vectors and the GRU weights) equals the loop's."""
+    torch.manual_seed(0)
+    v, cat, valid, k = _hard_case()
+    B, L, d = v.shape
+    hard = HardInterestGRU(d, layers=2, bias=False)
+    probe = torch.randn(B, L, k, d, generator=torch.Generator().manual_seed(1))
+
+    def grads(loss):
+        hard.zero_grad()
+        x.grad = None
+        loss.backward()
+        return [x.grad.clone()] + [p.grad.clone() for p in hard.parameters()]
+
+    x = v.clone().requires_grad_(True)
+    r, _ = hard(x, cat, torch.ones(B, L), valid, k)
+    fast = grads((r * probe).sum())
+    x = v.clone().requires_grad_(True)
+    total = torch.zeros(())
+    for b in range(B):
+        for j in range(k):
+            positions = [i for i in range(L) if valid[b, i] and cat[b, i] == j]
+            for t in range(L):
+                prefix = [i for i in positions if i <= t]
+                if prefix:
+                    _, h_n = hard.gru(x[b, prefix].unsqueeze(0))
+                    total = total + (h_n[-1, 0] * probe[b, t, j]).sum()
+    for got, want in zip(fast, grads(total)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
 def test_hard_interest_gru_weight_scales_input_and_all_padding_batch():
     torch.manual_seed(0)
     v, cat, valid, k = _hard_case()
