@@ -28,8 +28,8 @@ from sigmarec.data.protocols import make_split
 from sigmarec.data.sequences import DataError
 from sigmarec.evaluate.evaluator import evaluate
 from sigmarec.models.base import loss_parts
-from sigmarec.train.run import make_config
-from sigmarec.train.trainer import Trainer, build_model
+from sigmarec.runs import build_model, make_config
+from sigmarec.train.trainer import Trainer
 from sigmarec.data.batching import train_batches
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -138,7 +138,7 @@ def prior(args: argparse.Namespace) -> None:
     """SIGMA's mixture prior on trained runs (``sigmarec.evaluate.prior``): KL decomposition, dependence on the
     user's own interests, gradient alignment with reconstruction; over the first ``--batches`` training batches."""
     from sigmarec.evaluate.prior import prior_diagnostics
-    from sigmarec.train.run import load_run
+    from sigmarec.runs import load_run
 
     if args.threads:
         torch.set_num_threads(args.threads)

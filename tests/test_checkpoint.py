@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from sigmarec.data.batching import Batch
 from sigmarec.models.sasrec import SASRec, SASRecConfig
-from sigmarec.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from sigmarec.runs import find_checkpoint, load_checkpoint, save_checkpoint
 
 N_ITEMS, MAX_LEN = 30, 8
 

@@ -16,7 +16,7 @@ from sigmarec.data.sequences import SequenceData
 from sigmarec.models import MODELS
 from sigmarec.models.gru4rec import GRU4RecConfig
 from sigmarec.models.sasrec import SASRecConfig
-from sigmarec.train.run import make_config
+from sigmarec.runs import make_config
 from sigmarec.train.trainer import Trainer, check_metric_name
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sigmarec.train.run import make_config
+from sigmarec.runs import make_config
 from sigmarec.train.trainer import RESUMABLE_CHANGES, Trainer
 
 from conftest import run_cli
@@ -50,7 +50,7 @@ def test_train_evaluate_recommend_roundtrip(tmp_path, tiny_overrides, model):
     recs = pd.read_csv(rec_file, dtype={"user": str, "item": str})
     assert list(recs.columns) == ["user", "rank", "item", "score"]
     # recompute metrics from the file with the test targets in original ids
-    from sigmarec.train.run import load_run
+    from sigmarec.runs import load_run
 
     run = load_run(out)
     targets = pd.DataFrame({"user": run.data.user_ids[run.split.test.users].astype(str),
@@ -84,7 +84,7 @@ def test_comirec_protocol_trains_and_evaluates_held_out_users(tmp_path, tiny_ove
     out = tmp_path / "run"
     run_cli("train", "mind", *set_args(overrides), "--out", str(out))
     metrics = json.loads((out / "metrics.json").read_text())
-    from sigmarec.train.run import load_run
+    from sigmarec.runs import load_run
 
     run = load_run(out)
     test_users = set(run.split.test.users.tolist())

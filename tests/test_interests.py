@@ -16,7 +16,7 @@ from sigmarec.evaluate.interests import (
     user_interests,
 )
 from sigmarec.models.sasrec import SASRec, SASRecConfig
-from sigmarec.train.run import make_config
+from sigmarec.runs import make_config
 from sigmarec.train.trainer import Trainer
 
 from conftest import run_cli

@@ -15,7 +15,7 @@ from sigmarec.evaluate.evaluator import case_ranks
 from sigmarec.evaluate.paired import (compare, group_name, load_case_ranks, paired_test, per_user_metric,
                                       ranks_cache_path)
 from sigmarec.evaluate.ranking import metrics_from_ranks, parse_metric, per_case_metric
-from sigmarec.train.run import load_run, make_config
+from sigmarec.runs import load_run, make_config
 from sigmarec.train.trainer import Trainer
 
 KS = [1, 3, 7, 10, 40]

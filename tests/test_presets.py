@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sigmarec.train import run
+from sigmarec.runs import config as run
 
 
 @pytest.fixture

@@ -499,7 +499,7 @@ def test_short_training_recovers_planted_categories(tmp_path):
     >20 standard deviations above chance, while this training reaches ~0.12 (0.33 after 11 epochs
     at demo size), leaving a 2x margin for run-to-run noise."""
     from sigmarec.evaluate.interests import known_categories, normalized_mutual_info, random_baseline_nmi
-    from sigmarec.train.run import make_config
+    from sigmarec.runs import make_config
     from sigmarec.train.trainer import Trainer
 
     cfg = make_config("sigma", {"data": {"dataset": "synthetic", "synthetic_users": 800, "cache_dir": str(tmp_path / "cache")},

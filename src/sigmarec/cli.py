@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from sigmarec.config import ConfigError, DataConfig, parse_set, update_dataclass
+from sigmarec.config import ConfigError, DataConfig, describe, parse_set, update_dataclass
 from sigmarec.data.sequences import DataError
 
 
@@ -43,7 +43,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sigmarec.train.run import default_run_dir, make_config
+    from sigmarec.runs import default_run_dir, make_config
     from sigmarec.train.trainer import Trainer
 
     overrides = parse_set(args.set or [])
@@ -51,10 +51,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.setdefault("data", {})["dataset"] = args.dataset
     if args.protocol:
         overrides.setdefault("protocol", {})["name"] = args.protocol
-    cfg = make_config(args.model, overrides, args.config, preset=args.preset)
+    sources: dict[str, str] = {}
+    cfg = make_config(args.model, overrides, args.config, preset=args.preset, sources=sources)
+    if args.show_config:
+        print(describe(cfg, sources), end="")
+        return 0
     out = Path(args.out) if args.out else default_run_dir(cfg)
     print(f"run directory: {out}", file=sys.stderr)
-    metrics = Trainer(cfg, out).fit()
+    metrics = Trainer(cfg, out, sources=sources).fit()
     print(json.dumps(metrics["test"], indent=2) if args.json else _table({cfg.model_name: metrics["test"]}, cfg.eval.ks,
                                                                          protocol=cfg.protocol.name))
     return 0
@@ -62,7 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sigmarec.evaluate.evaluator import evaluate
-    from sigmarec.train.run import load_run
+    from sigmarec.runs import load_run
 
     run = load_run(args.run_dir, args.checkpoint, args.device)
     cases = run.split.valid if args.split == "valid" else run.split.test
@@ -94,7 +98,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from sigmarec.serve.recommender import Recommender
-    from sigmarec.train.checkpoint import write_text_atomic
+    from sigmarec.runs import write_text_atomic
 
     rec = Recommender.from_run(args.run_dir, args.checkpoint, args.device)
     if args.split:
@@ -129,7 +133,7 @@ def cmd_interests(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from sigmarec.evaluate.interests import interest_report
-    from sigmarec.train.run import make_config
+    from sigmarec.runs import make_config
     from sigmarec.train.trainer import Trainer
 
     root = Path(args.out) / time.strftime("demo-%Y%m%d-%H%M%S")
@@ -192,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting, e.g. train.lr=1e-3")
     t.add_argument("--out", help="run directory (default: runs/MODEL-DATASET-TIME)")
     t.add_argument("--json", action="store_true", help="print test metrics as JSON")
+    t.add_argument("--show-config", action="store_true",
+                   help="print the resolved configuration, each non-default value marked with the layer that set it "
+                        "(model training defaults, data set, preset, --config, --set), and exit")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a trained run")

@@ -2,6 +2,9 @@
 
 A run's configuration has four fixed sections (``data``, ``train``, ``eval``, ``protocol``) and a
 ``model`` section whose type depends on the chosen model (each model registers its own dataclass).
+``resolve`` merges explicit layers of overrides over the code defaults and records which layer set
+each value; ``sigmarec.runs.make_config`` decides what the layers are. This module imports nothing
+else from the package (the bottom of the import order).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -232,3 +236,49 @@ def build_config(model_name: str, model_cls: type, values: dict[str, Any]) -> Ru
         raise ConfigError(f"section model must be a mapping, got {model_values!r}")
     model = update_dataclass(model_cls(), model_values, "model")
     return RunConfig(model_name=model_name, model=model, **kwargs)
+
+
+_UNSET = object()
+
+
+def resolve(model_name: str, model_config_class: type, layers: Sequence[tuple[str, dict[str, Any]]]) -> tuple[RunConfig, dict[str, str]]:
+    """The run configuration from the code defaults and ``layers`` of ``(name, values)``, lowest precedence first.
+
+    A layer sets exactly the keys it names: a later layer wins for each of them, whatever the value, and a
+    key no layer names keeps its code default (a value is never replaced because it happens to equal a
+    default). Each layer is checked on its own, so an error names the layer it came from. Returns the
+    config and, for every key some layer set, the name of the layer that decided it (``section.key``), with the
+    layer and value it replaced when an earlier layer had set the key to something else.
+    """
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, values in layers:
+        values = {k: v for k, v in (values or {}).items() if k != "model_name"}
+        try:
+            build_config(model_name, model_config_class, values)  # shape and types of this layer alone
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+        for section, fields in values.items():
+            for key, value in (fields or {}).items():
+                where, before = f"{section}.{key}", merged.get(section, {}).get(key, _UNSET)
+                overrides = before is not _UNSET and before != value
+                sources[where] = f"{name} (over {sources[where].split(' (over ')[0]}: {before!r})" if overrides else name
+                merged.setdefault(section, {})[key] = value
+    return build_config(model_name, model_config_class, merged), sources
+
+
+def describe(cfg: RunConfig, sources: dict[str, str]) -> str:
+    """``cfg`` as YAML, each value that differs from its code default (or that overrode another layer's value)
+    marked with the layer that set it."""
+    lines = [f"model_name: {cfg.model_name}"]
+    defaults = build_config(cfg.model_name, type(cfg.model), {}).to_dict()
+    for section, fields in cfg.to_dict().items():
+        if section == "model_name":
+            continue
+        lines.append(f"{section}:")
+        for key, value in fields.items():
+            text = yaml.safe_dump({key: value}, default_flow_style=True, width=10**6).strip()[1:-1]
+            where = sources.get(f"{section}.{key}")
+            shown = where and (value != defaults[section][key] or " (over " in where)
+            lines.append(f"  {text}  # {where}" if shown else f"  {text}")
+    return "\n".join(lines) + "\n"

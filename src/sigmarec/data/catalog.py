@@ -155,16 +155,20 @@ def locate(entry: CatalogEntry, cfg: DataConfig, download: bool = True) -> Path:
     )
 
 
+def dataset_defaults(dataset: str) -> dict:
+    """The ``data`` settings a catalog data set needs (e.g. the 5-core of ``tools``): one layer of the
+    configuration resolver (``sigmarec.runs.make_config``), below presets, files and ``--set``."""
+    entry = CATALOG.get(dataset)
+    return dict(entry.defaults) if entry is not None else {}
+
+
 def resolve_config(cfg: DataConfig) -> DataConfig:
-    """Apply a catalog entry's required defaults where the user left the field at its default."""
+    """A catalog entry's file format where ``format`` is ``auto`` (a fact about the file, not a default
+    the user could mean to keep; the entry's other settings are applied by the config resolver)."""
     entry = CATALOG.get(cfg.dataset)
-    if entry is None:
+    if entry is None or entry.format == "auto" or cfg.format != "auto":
         return cfg
-    base = DataConfig()
-    changes = {k: v for k, v in entry.defaults.items() if getattr(cfg, k) == getattr(base, k)}
-    if entry.format != "auto" and cfg.format == "auto":
-        changes["format"] = entry.format
-    return dataclasses.replace(cfg, **changes)
+    return dataclasses.replace(cfg, format=entry.format)
 
 
 def _cache_key(source: str, cfg: DataConfig) -> str:

@@ -28,7 +28,7 @@ from sigmarec.data.protocols import EvalSet
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import input_batches
 from sigmarec.models.layers.interests import interest_intensities
-from sigmarec.train.checkpoint import write_json_atomic, write_text_atomic
+from sigmarec.runs import write_json_atomic, write_text_atomic
 
 KNOWN_COLUMNS = ("category", "class", "genre", "genres")
 MULTI_VALUED = ("class", "genre", "genres")  # space-separated lists: the first value is the label
@@ -158,7 +158,7 @@ def category_summaries(probs: np.ndarray, data: SequenceData, known: np.ndarray 
 def interest_report(run_dir: str | Path, out_dir: str | Path | None = None, top: int = 10, checkpoint: str = "best",
                     device: str = "auto") -> dict[str, Any]:
     """Write ``interests.md``, ``interests.json``, ``intensities.png`` and ``hard_interests.png``; return the numbers."""
-    from sigmarec.train.run import load_run
+    from sigmarec.runs import load_run
 
     if top < 1:
         raise ValueError(f"top must be >= 1, got {top}")

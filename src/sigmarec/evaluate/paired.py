@@ -78,7 +78,7 @@ def _rank_settings(cfg: RunConfig) -> str:
 def _fingerprint(run_dir: Path, checkpoint: str, cfg: RunConfig, n_cases: int) -> dict[str, Any]:
     """What the cached ranks depend on: the checkpoint's weights file (size, mtime), the number of
     cases of the split and the eval settings that change ranks."""
-    from sigmarec.train.checkpoint import find_checkpoint
+    from sigmarec.runs import find_checkpoint
 
     ckpt = find_checkpoint(run_dir / "checkpoints" / checkpoint)
     if ckpt is None:
@@ -124,7 +124,7 @@ def load_case_ranks(run_dir: str | Path, split: str = "test", checkpoint: str = 
     """Per-case ranks of a finished run on ``split`` (see ``evaluator.case_ranks``), from the cache
     ``RUN_DIR/eval/ranks-SPLIT-CHECKPOINT.npz`` when its fingerprint still matches, else computed and cached."""
     from sigmarec.evaluate.evaluator import case_ranks
-    from sigmarec.train.run import load_run
+    from sigmarec.runs import load_run
 
     _check_split_checkpoint(split, checkpoint)
     run_dir = Path(run_dir)
@@ -277,7 +277,7 @@ def _verdict(r: dict[str, Any], name_a: str, name_b: str, alpha: float) -> str:
 
 def _load_groups(groups_a: Sequence[str | Path], groups_b: Sequence[str | Path], split: str, checkpoint: str,
                  device: str, recompute: bool) -> tuple[list[Path], list[Path], dict[Path, CaseRanks]]:
-    from sigmarec.train.run import load_run_config
+    from sigmarec.runs import load_run_config
 
     _check_split_checkpoint(split, checkpoint)
     if isinstance(groups_a, (str, Path)) or isinstance(groups_b, (str, Path)):

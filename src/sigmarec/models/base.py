@@ -33,6 +33,9 @@ class SequentialRecommender(nn.Module):
     # item to score opens a new session after the inputs rather than continuing the newest one).
     # Most models need none.
     context: ClassVar[frozenset[str]] = frozenset()
+    # Training settings this model needs to converge, as config sections (e.g. ``{"train": {"epochs": 1000}}``):
+    # a layer of the resolver above the code defaults and below data set, preset, file and --set.
+    train_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, cfg: Any, n_items: int, max_len: int) -> None:
         super().__init__()

@@ -15,7 +15,7 @@ import torch
 from sigmarec.data.batching import gather_left_padded, gather_session_starts
 from sigmarec.evaluate.evaluator import model_context, scored_batches
 from sigmarec.evaluate.ranking import mask_scores
-from sigmarec.train.run import LoadedRun, load_run
+from sigmarec.runs import LoadedRun, load_run
 
 
 class Recommender:

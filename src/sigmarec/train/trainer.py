@@ -20,23 +20,18 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from sigmarec.config import RunConfig, build_config
+from sigmarec.config import RunConfig, build_config, describe
 from sigmarec.data.batching import n_train_batches, train_batches
 from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import Split, make_split
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import evaluate
-from sigmarec.models.base import SequentialRecommender, loss_parts
+from sigmarec.models.base import loss_parts
 from sigmarec.models.registry import get_model_class
-from sigmarec.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, write_json_atomic, write_text_atomic
+from sigmarec.runs import (build_model, find_checkpoint, load_checkpoint, resolve_device, save_checkpoint,
+                           write_json_atomic, write_text_atomic)
 
 log = logging.getLogger("sigmarec")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 # Settings a resumed run may change: the budget and where/how it runs, never what is learned
@@ -70,10 +65,6 @@ def config_differences(stored: dict, cfg: RunConfig) -> list[str]:
     return out
 
 
-def build_model(cfg: RunConfig, data: SequenceData) -> SequentialRecommender:
-    return get_model_class(cfg.model_name).from_data(cfg.model, data, cfg.data.max_len)
-
-
 def check_metric_name(name: str, ks: list[int], sampled: bool = False) -> None:
     """Fail before training if early stopping watches a metric the evaluator will not produce
     (``coverage@K`` exists only for full ranking, not with ``eval.sampled_negatives``)."""
@@ -84,15 +75,13 @@ def check_metric_name(name: str, ks: list[int], sampled: bool = False) -> None:
         raise ValueError(f"train.valid_metric {name!r} is not produced: use mrr or {'|'.join(bases)}@K with K in eval.ks {ks}")
 
 
-def config_yaml(cfg: RunConfig) -> str:
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-
-
 class Trainer:
     """Fits one model on one split; ``fit()`` returns the final validation and test metrics."""
 
-    def __init__(self, cfg: RunConfig, run_dir: str | Path, data: SequenceData | None = None) -> None:
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, data: SequenceData | None = None,
+                 sources: dict[str, str] | None = None) -> None:
         self.cfg = cfg
+        self.sources = sources or {}  # the layer that set each key (``runs.make_config``), noted in config.yaml
         self.run_dir = Path(run_dir)
         self.data = data if data is not None else load_dataset(cfg.data)
         self.split: Split = make_split(self.data, cfg.protocol, cfg.data.max_len)
@@ -112,7 +101,7 @@ class Trainer:
     def _prepare_run_dir(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "checkpoints").mkdir(exist_ok=True)
-        text = config_yaml(self.cfg)
+        text = describe(self.cfg, self.sources)
         path = self.run_dir / "config.yaml"
         diff = config_differences(yaml.safe_load(path.read_text()) or {}, self.cfg) if path.exists() else []
         if diff:

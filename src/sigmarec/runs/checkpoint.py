@@ -16,22 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+from sigmarec.runs.files import write_json_atomic
 
 
 def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:

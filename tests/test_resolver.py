@@ -1,0 +1,74 @@
+"""The configuration resolver: one precedence, explicit layers, and a record of who set what."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from sigmarec.cli import main
+from sigmarec.config import ConfigError, describe, resolve
+from sigmarec.models.sasrec import SASRec, SASRecConfig
+from sigmarec.runs import config_layers, make_config
+
+
+def test_a_user_value_equal_to_the_code_default_still_wins_over_the_catalog():
+    """``tools`` needs a 5-core by default; ``--set data.user_core=0`` (the code default) must stay 0."""
+    sources: dict[str, str] = {}
+    cfg = make_config("sasrec", {"data": {"dataset": "tools", "user_core": 0}}, sources=sources)
+    assert cfg.data.user_core == 0 and cfg.data.item_core == 5
+    assert sources["data.user_core"] == "--set (over data set tools: 5)"
+    assert sources["data.item_core"] == "data set tools"
+    assert make_config("sasrec", {"data": {"dataset": "tools"}}).data.user_core == 5
+    assert make_config("sasrec", {"data": {"dataset": "office"}}).data.user_core == 0
+
+
+def test_precedence_code_model_dataset_preset_file_set(tmp_path, monkeypatch):
+    """Each layer beats the ones below it, key by key."""
+    monkeypatch.setattr(SASRec, "train_defaults", {"train": {"epochs": 7, "patience": 3, "lr": 0.5}})
+    (tmp_path / "sasrec-tools.yaml").write_text("train: {patience: 4, lr: 0.25}\ndata: {user_core: 2}\n")
+    monkeypatch.setattr("sigmarec.runs.config.PRESETS", tmp_path)
+    file = tmp_path / "mine.yaml"
+    file.write_text("train: {lr: 0.125, batch_size: 32}\n")
+    sources: dict[str, str] = {}
+    cfg = make_config("sasrec", {"data": {"dataset": "tools"}, "train": {"batch_size": 16}}, config_file=file, sources=sources)
+    assert cfg.train.epochs == 7 and sources["train.epochs"] == "sasrec training defaults"
+    assert cfg.train.patience == 4 and sources["train.patience"].startswith("preset sasrec-tools.yaml")
+    assert cfg.data.user_core == 2 and cfg.data.item_core == 5  # preset over the catalog for one key only
+    assert cfg.train.lr == 0.125 and sources["train.lr"].startswith(f"config file {file}")
+    assert cfg.train.batch_size == 16 and sources["train.batch_size"] == f"--set (over config file {file}: 32)"
+    assert cfg.train.optimizer == "adam" and "train.optimizer" not in sources
+    names = [name for name, _ in config_layers("sasrec", {"data": {"dataset": "tools"}}, config_file=file)]
+    assert names == ["sasrec training defaults", "data set tools", "preset sasrec-tools.yaml", f"config file {file}", "--set"]
+
+
+def test_an_error_names_the_layer_it_came_from(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {lr: fast}\n")
+    with pytest.raises(ConfigError, match=r"config file .*bad.yaml: train.lr: expected a number"):
+        make_config("sasrec", config_file=bad)
+    with pytest.raises(ConfigError, match=r"--set: unknown key model.nope"):
+        make_config("sasrec", {"model": {"nope": 1}})
+
+
+def test_resolve_is_pure_and_reports_sources():
+    cfg, sources = resolve("sasrec", SASRecConfig, [("a", {"train": {"lr": 0.1}}), ("b", {"train": {"lr": 0.1, "seed": 3}})])
+    assert cfg.train.lr == 0.1 and cfg.train.seed == 3
+    assert sources == {"train.lr": "b", "train.seed": "b"}  # same value again: no "over"
+
+
+def test_described_config_round_trips_and_marks_non_defaults():
+    sources: dict[str, str] = {}
+    cfg = make_config("sigma", {"data": {"dataset": "office"}, "train": {"epochs": 3}}, sources=sources)
+    text = describe(cfg, sources)
+    assert yaml.safe_load(text) == cfg.to_dict()
+    assert "epochs: 3  # --set" in text and "dataset: office  # --set" in text
+    assert "lr: 0.001\n" in text  # untouched default: no note
+
+
+def test_show_config_prints_and_trains_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "sasrec", "--dataset", "tools", "--set", "data.user_core=0", "--show-config", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "user_core: 0  # --set (over data set tools: 5)" in text
+    assert "item_core: 5  # data set tools" in text
+    assert not out.exists()
