@@ -24,11 +24,11 @@ def make_batch(seqs: list[list[int]], width: int) -> Batch:
 
 
 def fit(model: torch.nn.Module, batch: Batch, steps: int, opt: torch.optim.Optimizer) -> None:
-    """``steps`` optimiser steps on one batch's training loss (a tensor, or the dict key ``loss``)."""
-    from sigmarec.models.base import loss_parts
-
+    """``steps`` optimiser steps on one batch's training loss, as the trainer takes them (``model(batch)``,
+    then the model's ``on_train_step`` hook)."""
     for _ in range(steps):
-        loss = loss_parts(model.loss(batch))["loss"]
+        loss = model(batch)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
+        model.on_train_step()

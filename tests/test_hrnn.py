@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from batches import fit, left_padded, make_batch
-from sigmarec.models.hrnn import HRNN, SESSION_LOSSES, HRNNConfig, SessionGRU4Rec, SessionGRU4RecConfig, in_batch_loss
+from sigmarec.config import options
+from sigmarec.models.hrnn import HRNN, HRNNConfig, SessionGRU4Rec, SessionGRU4RecConfig, in_batch_loss
 from sigmarec.models.layers.sessions import session_view
 
 N_ITEMS, MAX_LEN = 30, 14
@@ -216,7 +217,7 @@ def test_cross_session_targets_option(variant):
                 assert changed == should_change, (cross, where is opens)
 
 
-@pytest.mark.parametrize("loss", SESSION_LOSSES)
+@pytest.mark.parametrize("loss", options(HRNNConfig, "loss"))
 @pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
 def test_gradients_reach_both_grus_and_the_item_table(variant, loss):
     model = make(variant, loss=loss).train()

@@ -72,3 +72,39 @@ def test_show_config_prints_and_trains_nothing(tmp_path, capsys):
     assert "user_core: 0  # --set (over data set tools: 5)" in text
     assert "item_core: 5  # data set tools" in text
     assert not out.exists()
+
+
+@pytest.mark.parametrize("key,value", [
+    ("model.prior", "gaussian"), ("model.soft_pool", "max"), ("model.loss", "hinge"), ("train.optimizer", "sgd"),
+    ("protocol.name", "random"), ("data.duplicates", "all"), ("eval.sampler", "zipf"),
+])
+def test_option_values_are_checked_by_the_config_layer(key, value):
+    section, field = key.split(".")
+    with pytest.raises(ConfigError, match=rf"{key}: expected one of .*got '{value}'"):
+        make_config("sigma", {section: {field: value}})
+
+
+@pytest.mark.parametrize("key,value", [
+    ("train.clip_grad", -1), ("train.batch_size", 0), ("train.batch_size", -1), ("train.epochs", 0), ("train.epochs", -3),
+    ("train.epochs", float("inf")), ("train.patience", 0), ("train.eval_every", 0), ("train.num_threads", -1),
+    ("train.device", "bogus"), ("train.lr", float("nan")), ("data.max_len", 0), ("eval.batch_size", 0), ("eval.ks", [0]),
+])
+def test_nonsense_settings_are_rejected_naming_the_key(key, value):
+    section, field = key.split(".")
+    with pytest.raises(ConfigError, match=rf"{key}: expected"):
+        make_config("sasrec", {section: {field: value}})
+
+
+def test_a_bad_option_fails_before_any_data_is_read(tmp_path, capsys):
+    missing = tmp_path / "no-such-log.csv"
+    assert main(["train", "sigma", "--dataset", str(missing), "--set", "model.prior=bogus", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "model.prior: expected one of mixture, standard" in err and "no-such-log" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_models_built_in_code_check_their_options_too():
+    from sigmarec.models.sigma import SIGMA, SIGMAConfig
+
+    with pytest.raises(ConfigError, match="model.prior_map: expected one of none, linear, norm"):
+        SIGMA(SIGMAConfig(prior_map="projection"), n_items=10, max_len=5)

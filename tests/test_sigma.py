@@ -456,7 +456,9 @@ def test_kl_weight_anneals_per_training_step_to_cap():
     assert model.kl_weight() == 0.0
     model.train()
     for n in range(1, 7):
-        out = model.loss(batch)
+        out = model(batch)
+        assert int(model.step) == n - 1  # computing a loss changes no state
+        model.on_train_step()
         assert float(out["lambda"]) == pytest.approx(min(0.5, (n - 1) / 4))  # the weight this step used
         assert int(model.step) == n
         assert model.kl_weight() == pytest.approx(min(0.5, n / 4))
@@ -478,6 +480,7 @@ def test_step_and_hard_on_are_saved_and_restored():
     batch = make_batch(SEQS)
     for _ in range(3):
         model.loss(batch)
+        model.on_train_step()
     state = model.state_dict()
     assert "step" in state and "hard_on" in state
     resumed = make_model(seed=1, hard_warmup_epochs=2, anneal_steps=100, kl_cap=0.2)

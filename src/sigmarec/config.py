@@ -10,12 +10,14 @@ else from the package (the bottom of the import order).
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -24,19 +26,28 @@ class ConfigError(ValueError):
     """A configuration key or value that does not fit the typed schema."""
 
 
+DataFormat = Literal["auto", "s3rec", "csv", "parquet", "atomic", "ml-dat", "ml-udata", "amazon-json", "amazon-csv"]
+
+
+def check(where: str, ok: bool, expected: str, value: Any) -> None:
+    """Raise a ConfigError naming ``where`` unless ``ok``: the range checks of the config sections."""
+    if not ok:
+        raise ConfigError(f"{where}: expected {expected}, got {value!r}")
+
+
 @dataclass
 class DataConfig:
     """Where the interactions come from and how they are cleaned (see ``data/preprocess.py``)."""
 
     dataset: str = "synthetic"  # catalog name or a file path
-    format: str = "auto"  # auto|s3rec|csv|parquet|atomic|ml-dat|ml-udata|amazon-json|amazon-csv
+    format: DataFormat = "auto"
     sep: str | None = None  # delimiter for csv-like files (None: guess from the extension)
     user_col: str = "user"
     item_col: str = "item"
     time_col: str | None = "timestamp"
     rating_col: str | None = None
     min_rating: float | None = None  # keep interactions with rating >= this
-    duplicates: str = "keep"  # keep|first|last: repeated (user, item) pairs
+    duplicates: Literal["keep", "first", "last"] = "keep"  # repeated (user, item) pairs
     user_core: int = 0  # iterative k-core: minimum interactions per user (0 = off)
     item_core: int = 0  # minimum interactions per item (0 = off)
     session_gap: float = 1800.0  # seconds of inactivity that close a session (HNVM/HRNN: 30 minutes)
@@ -48,12 +59,19 @@ class DataConfig:
     synthetic_seed: int = 0
     synthetic_users: int = 2000
 
+    def __post_init__(self) -> None:
+        check("data.max_len", self.max_len >= 1, "an integer >= 1", self.max_len)
+        for name in ("user_core", "item_core"):
+            check(f"data.{name}", getattr(self, name) >= 0, "an integer >= 0 (0 = off)", getattr(self, name))
+        check("data.session_gap", self.session_gap > 0, "a positive number of seconds", self.session_gap)
+        check("data.synthetic_users", self.synthetic_users >= 1, "an integer >= 1", self.synthetic_users)
+
 
 @dataclass
 class TrainConfig:
     """Optimisation, early stopping and checkpointing (see ``train/trainer.py``)."""
 
-    optimizer: str = "adam"  # adam|adamw
+    optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 256
@@ -69,6 +87,18 @@ class TrainConfig:
     num_threads: int | None = None  # torch intra-op threads on CPU (None: torch default)
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        check("train.lr", math.isfinite(self.lr) and self.lr > 0, "a positive finite number", self.lr)
+        check("train.weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0",
+              self.weight_decay)
+        for name in ("batch_size", "epochs", "patience", "eval_every"):
+            check(f"train.{name}", getattr(self, name) >= 1, "an integer >= 1", getattr(self, name))
+        check("train.clip_grad", self.clip_grad is None or (math.isfinite(self.clip_grad) and self.clip_grad > 0),
+              "a positive number, or null for no clipping", self.clip_grad)
+        check("train.num_threads", self.num_threads is None or self.num_threads >= 1, "an integer >= 1, or null", self.num_threads)
+        check("train.device", re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None, "auto, cpu, mps, cuda or cuda:N",
+              self.device)
+
 
 @dataclass
 class EvalConfig:
@@ -78,14 +108,19 @@ class EvalConfig:
     exclude_history: bool = True
     batch_size: int = 1024
     sampled_negatives: int = 0  # 0: full ranking; N > 0: rank the target against N sampled items
-    sampler: str = "uniform"  # uniform|popularity
+    sampler: Literal["uniform", "popularity"] = "uniform"
     sampler_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check("eval.ks", bool(self.ks) and all(k >= 1 for k in self.ks), "a non-empty list of integers >= 1", self.ks)
+        check("eval.batch_size", self.batch_size >= 1, "an integer >= 1", self.batch_size)
+        check("eval.sampled_negatives", self.sampled_negatives >= 0, "an integer >= 0 (0 = full ranking)", self.sampled_negatives)
 
 
 @dataclass
 class ProtocolConfig:
-    name: str = "loo"
-    train_windows: str = "all"  # all: long sequences cut into windows so every position is a target; last: only the last window
+    name: Literal["loo", "comirec", "session", "next_session"] = "loo"
+    train_windows: Literal["all", "last"] = "all"  # all: long sequences cut into windows so every position is a target; last: only the last window
     # name=comirec (ComiRec's user split): users shuffled with split_seed and divided train:valid:test by
     # user_split; a held-out user's first history_fraction of items is the input, the rest are targets
     user_split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
@@ -139,6 +174,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is Any:
         return value
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        for option in allowed:
+            if value == option or (isinstance(value, str) and str(option) == value):
+                return option
+        raise ConfigError(f"{where}: expected one of {', '.join(map(str, allowed))}, got {value!r}")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -152,7 +193,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             f = float(value)
         except ValueError:
             raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
-        if f != int(f):
+        if not math.isfinite(f) or f != int(f):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return int(f)
     if tp is float:
@@ -167,6 +208,20 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return str(value)
     return value
+
+
+def options(cls: type, name: str) -> tuple[Any, ...]:
+    """The allowed values of a ``Literal`` field of config dataclass ``cls`` (the one place they are declared)."""
+    return typing.get_args(typing.get_type_hints(cls)[name])
+
+
+def check_options(obj: Any, where: str) -> None:
+    """Raise a ConfigError for any ``Literal`` field of dataclass ``obj`` holding a value outside its options
+    (for configs built in code, which skip ``update_dataclass``)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if typing.get_origin(hints[f.name]) is Literal:
+            _coerce(getattr(obj, f.name), hints[f.name], f"{where}.{f.name}")
 
 
 def update_dataclass(obj: Any, values: dict[str, Any], where: str) -> Any:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from sigmarec.config import check_options
 from sigmarec.data.batching import Batch
 from sigmarec.models.layers.losses import next_item_loss
 
@@ -39,6 +41,8 @@ class SequentialRecommender(nn.Module):
 
     def __init__(self, cfg: Any, n_items: int, max_len: int) -> None:
         super().__init__()
+        if dataclasses.is_dataclass(cfg):
+            check_options(cfg, "model")  # the Literal fields' options, for configs built in code
         self.cfg = cfg
         self.n_items = n_items
         self.max_len = max_len
@@ -52,6 +56,15 @@ class SequentialRecommender(nn.Module):
     def loss(self, batch: Batch) -> torch.Tensor | dict[str, torch.Tensor]:
         """Training loss of one batch (a scalar, or a dict with key ``loss`` plus parts to log)."""
         raise NotImplementedError
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The loss dict of one batch (``loss`` plus parts to log). The trainer calls the module, so a wrapper
+        (``DistributedDataParallel``, ``torch.compile``) sees the training computation."""
+        return loss_parts(self.loss(batch))
+
+    def on_train_step(self) -> None:
+        """Called by the trainer after each optimizer step: per-step schedules (e.g. SIGMA's KL annealing)
+        advance here, never inside the loss, so evaluating a loss changes no state."""
 
     def user_representation(self, inputs: torch.Tensor, **context: torch.Tensor) -> torch.Tensor:
         """``[B, d]`` or ``[B, K, d]`` from left-padded item ids ``[B, L]`` (last column = newest item)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sigmarec.models.layers.capsules import CapsuleLayer, MultiInterestRecommender, newest_aligned
+from sigmarec.models.layers.capsules import CapsuleLayer, MultiInterestRecommender, RoutingInit, newest_aligned
+from sigmarec.models.layers.losses import NextItemLoss
 from sigmarec.models.sasrec import init_weights
 
 
@@ -32,7 +33,7 @@ class ComiRecDRConfig:
     hidden_size: int = 64  # d (paper: 64)
     n_interests: int = 4  # K (paper: 4)
     routing_iterations: int = 3  # paper / code: 3
-    routing_init: str = "zeros"  # initial routing logits: zeros = the authors' code (deterministic everywhere) |
+    routing_init: RoutingInit = "zeros"  # initial routing logits: zeros = the authors' code (deterministic everywhere) |
     # normal = fresh N(0, std^2) per user and step in training, a fixed stored draw at eval | fixed = that draw always
     routing_init_std: float = 1.0  # for routing_init=normal|fixed
     detach_routing: bool = True  # stop-gradient on u_hat in the iterations before the last (authors' code)
@@ -40,7 +41,7 @@ class ComiRecDRConfig:
     # the squashed interests start near norm 1 (at 1/sqrt(d) the squash shrinks them ~1000x and learning stalls)
     attention_power: float = float("inf")  # training read-out: inf = argmax (paper) | p of MIND's label-aware attention
     dropout: float = 0.0  # on input item embeddings; the original has none
-    loss: str = "ce"  # ce = full softmax (library convention) | sampled = the paper's sampled softmax | bce
+    loss: NextItemLoss = "ce"  # ce = full softmax (library convention) | sampled = the paper's sampled softmax | bce
     n_negatives: int = 100  # for loss=sampled (the paper samples 10 per positive in a batch of 128)
     init_std: float = 0.02  # item table (truncated normal)
 
@@ -54,7 +55,7 @@ class ComiRecSAConfig:
     values_with_positions: bool = False  # V = A (E + P) instead of the authors' V = A E
     attention_power: float = float("inf")  # training read-out: inf = argmax (paper) | p of MIND's label-aware attention
     dropout: float = 0.0  # on input item embeddings; the original has none
-    loss: str = "ce"  # ce = full softmax (library convention) | sampled = the paper's sampled softmax | bce
+    loss: NextItemLoss = "ce"  # ce = full softmax (library convention) | sampled = the paper's sampled softmax | bce
     n_negatives: int = 100  # for loss=sampled
     init_std: float = 0.02  # item and position tables (truncated normal); W1, W2 keep PyTorch's fan-in init
     # (std-0.02 weights on std-0.02 embeddings leave the attention uniform and its gradients ~1e-4)

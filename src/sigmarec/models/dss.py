@@ -40,7 +40,9 @@ are ranked by the max over intentions of the dot product (the base class's ``sco
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -52,8 +54,8 @@ from sigmarec.models.layers.prefixes import random_prefixes
 from sigmarec.models.layers.transformer import CausalEncoder
 from sigmarec.models.sasrec import init_weights
 
-SEQ2ITEM_LOSSES = ("ce", "bce", "sampled", "inbatch")
-SEQ2SEQ_REDUCE = ("batch", "kept")
+Seq2ItemLoss = Literal["ce", "bce", "sampled", "inbatch"]
+SEQ2ITEM_LOSSES: tuple[str, ...] = typing.get_args(Seq2ItemLoss)
 
 
 @dataclass
@@ -70,11 +72,11 @@ class DSSConfig:
     seq2seq_weight: float = 1.0  # factor on the seq2seq term: 1.0 = the paper's objective, the plain sum of both losses
     quantile: float = 0.5  # lambda = 0.5 (middle of the paper's grid 0.1..0.9): keep the seq2seq losses at or below the
     # lambda-quantile of the batch's B x K losses, i.e. the ceil(lambda B K) smallest (ties at the threshold kept: L <= tau)
-    seq2seq_reduce: str = "batch"  # batch = sum of kept losses / B, which keeps the paper's ratio of the two summed losses
+    seq2seq_reduce: Literal["batch", "kept"] = "batch"  # batch = sum of kept losses / B, which keeps the paper's ratio of the two summed losses
     # (L_s2s sums over B x K kept pairs, L_s2i over B samples) | kept = mean over the kept losses
     seq2seq_temperature: float = 0.0  # seq2seq logits are divided by this; 0 = sqrt(D), the paper's 1/sqrt(D) in Eq. 3
     # --- seq2item (Eq. 6) ---
-    loss: str = "ce"  # ce = full softmax over all items of max_k <phi_k, h_i> (default: the library's full-ranking
+    loss: Seq2ItemLoss = "ce"  # ce = full softmax over all items of max_k <phi_k, h_i> (default: the library's full-ranking
     # convention) | inbatch = Eq. 6 (max over K in the numerator, in-batch next items x K in the denominator) |
     # bce = one uniform negative per sample | sampled = softmax over the target and n_negatives uniform negatives
     n_negatives: int = 100  # for loss=sampled: uniform negatives shared by the batch (library convention)
@@ -213,10 +215,6 @@ class DSS(SequentialRecommender):
 
     def __init__(self, cfg: DSSConfig, n_items: int, max_len: int) -> None:
         super().__init__(cfg, n_items, max_len)
-        if cfg.loss not in SEQ2ITEM_LOSSES:
-            raise ValueError(f"model.loss must be one of {SEQ2ITEM_LOSSES}, got {cfg.loss!r}")
-        if cfg.seq2seq_reduce not in SEQ2SEQ_REDUCE:
-            raise ValueError(f"model.seq2seq_reduce must be one of {SEQ2SEQ_REDUCE}, got {cfg.seq2seq_reduce!r}")
         if cfg.n_interests < 1:
             raise ValueError(f"model.n_interests (K) must be >= 1, got {cfg.n_interests}")
         if not 0.0 < cfg.quantile <= 1.0:

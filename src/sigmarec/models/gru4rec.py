@@ -10,6 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from sigmarec.models.base import NextItemModel
 from sigmarec.models.layers.dropout import FastDropout
+from sigmarec.models.layers.losses import NextItemLoss
 from sigmarec.models.sasrec import init_weights
 
 
@@ -19,7 +20,7 @@ class GRU4RecConfig:
     gru_size: int = 128
     n_layers: int = 1
     dropout: float = 0.3
-    loss: str = "ce"  # ce | bce | sampled
+    loss: NextItemLoss = "ce"  # ce | bce | sampled
     n_negatives: int = 100
     init_std: float | None = None  # None: PyTorch defaults (N(0, 1) embeddings); 0.02-style inits stall the GRU
 

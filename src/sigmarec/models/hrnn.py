@@ -56,6 +56,7 @@ row's target masked out (``in_batch_loss``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -65,11 +66,10 @@ from torch.nn.utils.rnn import PackedSequence
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
-from sigmarec.models.layers.losses import LOSSES, next_item_loss
+from sigmarec.models.layers.losses import next_item_loss
 from sigmarec.models.layers.sessions import SessionView, normalise_starts, session_view
 from sigmarec.models.sasrec import init_weights
 
-SESSION_LOSSES = LOSSES + ("top1", "bpr")
 
 
 @dataclass
@@ -77,7 +77,7 @@ class SessionGRU4RecConfig:
     hidden_size: int = 64  # item embedding / output size: the library compares models of the same width
     gru_size: int = 100  # session GRU units: the paper's 100 (authors' scripts)
     dropout: float = 0.1  # on item inputs, session outputs, HRNN's user-GRU input: the authors' session dropout, HNVM's too
-    loss: str = "ce"  # ce | bce | sampled | top1 | bpr; ce: full softmax, the library's default for every model
+    loss: Literal["ce", "bce", "sampled", "top1", "bpr"] = "ce"  # ce | bce | sampled | top1 | bpr; ce: full softmax, the library's default for every model
     n_negatives: int = 100  # sampled: uniform negatives; top1/bpr: in-batch positions (authors' batches: 50); the library's 100
     init_std: float | None = None  # None: PyTorch defaults as GRU4Rec (0.02-style inits stall GRUs)
     cross_session_targets: bool = False  # False: train within-session transitions only, as the paper (see module doc)
@@ -86,8 +86,8 @@ class SessionGRU4RecConfig:
 @dataclass
 class HRNNConfig(SessionGRU4RecConfig):
     user_gru_size: int = 100  # user GRU units: the paper's 100
-    user_init: str = "init"  # init (HRNN-Init) | all (HRNN-All); init: the authors' code default, fewer parameters
-    recurrence: str = "exact"  # exact (paper, loops over sessions) | parallel (no loop, approximate; see module doc)
+    user_init: Literal["init", "all"] = "init"  # init (HRNN-Init) | all (HRNN-All); init: the authors' code default, fewer parameters
+    recurrence: Literal["exact", "parallel"] = "exact"  # exact (paper, loops over sessions) | parallel (no loop, approximate; see module doc)
 
 
 @dataclass
@@ -192,10 +192,6 @@ def session_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tenso
     return next_item_loss(hidden, targets, items, kind, n_negatives)
 
 
-def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"model.{name} must be one of {', '.join(allowed)}; got {value!r}")
-
 
 class SessionGRUModel(SequentialRecommender):
     """Shared parts: item table, session GRU, output projection, the loss over the flat positions and
@@ -209,7 +205,6 @@ class SessionGRUModel(SequentialRecommender):
 
     def __init__(self, cfg: SessionGRU4RecConfig, n_items: int, max_len: int, extra_input: int = 0) -> None:
         super().__init__(cfg, n_items, max_len)
-        check_choice("loss", cfg.loss, SESSION_LOSSES)
         self.item = nn.Embedding(n_items + 1, cfg.hidden_size, padding_idx=0)
         self.drop = FastDropout(cfg.dropout)
         self.session_gru = nn.GRU(cfg.hidden_size + extra_input, cfg.gru_size, batch_first=True)
@@ -279,8 +274,6 @@ class HRNN(SessionGRUModel):
     config_class = HRNNConfig
 
     def __init__(self, cfg: HRNNConfig, n_items: int, max_len: int) -> None:
-        check_choice("user_init", cfg.user_init, ("init", "all"))
-        check_choice("recurrence", cfg.recurrence, ("exact", "parallel"))
         super().__init__(cfg, n_items, max_len, extra_input=cfg.user_gru_size if cfg.user_init == "all" else 0)
         self.by_slot = cfg.recurrence == "exact"
         self.user_gru = nn.GRU(cfg.gru_size, cfg.user_gru_size, batch_first=True)

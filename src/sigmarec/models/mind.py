@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sigmarec.models.layers.capsules import CapsuleLayer, MultiInterestRecommender
+from sigmarec.models.layers.capsules import CapsuleLayer, MultiInterestRecommender, RoutingInit
+from sigmarec.models.layers.losses import NextItemLoss
 
 
 @dataclass
@@ -28,7 +29,7 @@ class MINDConfig:
     hidden_size: int = 64  # d: items and interests (ComiRec's setting for all baselines)
     n_interests: int = 4  # K (ComiRec's default)
     routing_iterations: int = 3  # MIND / ComiRec: 3
-    routing_init: str = "normal"  # initial routing logits b_ij. normal = MIND: fresh N(0, std^2) per user and step in
+    routing_init: RoutingInit = "normal"  # initial routing logits b_ij. normal = MIND: fresh N(0, std^2) per user and step in
     # training (the shared map gives every interest the same prediction vectors, so b = 0 would make all K interests
     # identical); eval uses one fixed draw stored as a buffer (reproducible scores). fixed = that buffer in training
     # too | zeros (degenerate here: K copies of one interest)
@@ -38,7 +39,7 @@ class MINDConfig:
     attention_power: float = 2.0  # p of the label-aware attention (paper: 2; inf = argmax; 0 = mean); sign kept,
     # see layers/capsules.py::label_aware_attention
     dropout: float = 0.0  # on input item embeddings; the original has none
-    loss: str = "ce"  # ce = full softmax (library convention) | sampled = the original's sampled softmax | bce
+    loss: NextItemLoss = "ce"  # ce = full softmax (library convention) | sampled = the original's sampled softmax | bce
     n_negatives: int = 100  # for loss=sampled
     init_std: float = 0.02  # item table (truncated normal); the map S is N(0, 1) (ComiRec's code, see CapsuleLayer),
     # the ReLU layer PyTorch's default weight init and a zero bias

@@ -14,11 +14,12 @@ import torch
 from torch import nn
 
 from sigmarec.models.base import NextItemModel
+from sigmarec.models.layers.losses import NextItemLoss
 
 
 @dataclass
 class PopConfig:
-    loss: str = "ce"  # ce: scores converge to log training frequencies | bce | sampled
+    loss: NextItemLoss = "ce"  # ce: scores converge to log training frequencies | bce | sampled
     n_negatives: int = 100  # for loss=sampled
 
 

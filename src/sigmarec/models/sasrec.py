@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from sigmarec.models.base import NextItemModel
+from sigmarec.models.layers.losses import NextItemLoss
 from sigmarec.models.layers.transformer import CausalEncoder
 
 
@@ -18,7 +19,7 @@ class SASRecConfig:
     n_heads: int = 2
     dropout: float = 0.5
     attn_dropout: float = 0.5
-    loss: str = "ce"  # ce (full softmax, default) | bce (one sampled negative per position) | sampled
+    loss: NextItemLoss = "ce"  # ce (full softmax, default) | bce (one sampled negative per position) | sampled
     n_negatives: int = 100  # for loss=sampled
     init_std: float = 0.02
 

@@ -23,6 +23,7 @@ Choices the paper leaves open are fields of ``SIGMAConfig`` (defaults documented
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ from sigmarec.models.layers.interests import (
     interest_intensities,
     soft_interests,
 )
-from sigmarec.models.layers.losses import next_item_loss
+from sigmarec.models.layers.losses import NextItemLoss, next_item_loss
 from sigmarec.models.layers.transformer import CausalEncoder
 from sigmarec.models.sasrec import init_weights
 
@@ -54,10 +55,10 @@ class SIGMAConfig:
     attn_dropout: float = 0.3  # (authors: 0.0 on Beauty, 0.3 on Office/Toys)
     decoder_input_dropout: float = 0.0  # dropout on z entering the decoder; z rides the residual stream to the
     # output, so dropping its coordinates there (as on item embeddings) cuts what the decoder can pass on
-    loss: str = "ce"  # reconstruction: ce = Eq. 7 full softmax | bce = authors' code, one sampled negative | sampled
+    loss: NextItemLoss = "ce"  # reconstruction: ce = Eq. 7 full softmax | bce = authors' code, one sampled negative | sampled
     n_negatives: int = 100  # for loss=sampled
     temperature: float = 1.0  # tau of Eq. 7
-    prior: str = "mixture"  # mixture (SIGMA) | standard (ablation "w/o MIE-VAE": N(0, I) prior, no MIE-VAE)
+    prior: Literal["mixture", "standard"] = "mixture"  # mixture (SIGMA) | standard (ablation "w/o MIE-VAE": N(0, I) prior, no MIE-VAE)
     sgm: bool = True  # false: ablation "w/o SGM-VAE", MIE-VAE trained alone and recommending by max over interests
     posterior_init_logvar: float = -4.0  # initial bias of log sigma^2 (last LayerNorm of its encoder); at 0 the
     # noise equals the signal, the posterior collapses and Office NDCG@20 stalls near .05 (SASRec: .095)
@@ -68,7 +69,7 @@ class SIGMAConfig:
     # false, the KL's pull of the interest means towards z reshapes the shared item table and Office NDCG@20 at epoch 8
     # drops from .043 to .023 (lambda is still ~.01 then). That was measured with mie_item_grad=true; with false the KL
     # reaches the categories, the hard-interest GRU and the omega MLP but never the item table
-    prior_map: str = "none"  # how the interest means enter z-space before the mixture KL. none = m as in the paper:
+    prior_map: Literal["none", "linear", "norm"] = "none"  # how the interest means enter z-space before the mixture KL. none = m as in the paper:
     # sum-pooled sqrt(d)-scaled item vectors (norm 0.5-3) against mu, the output of a LayerNorm (norm ~sqrt(d)), so z
     # sits outside every component and the KL is one fixed pull whatever alpha says | linear = a learned Linear(d, d),
     # identity-initialised (the prior equals "none" at step 0) | norm = a learned LayerNorm, the normalisation mu ends
@@ -84,14 +85,14 @@ class SIGMAConfig:
     n_interests: int = 8  # K categories (authors: 8)
     category_tau: float = 0.1  # tau of a_i^j (not given in the paper)
     beta1: float = 0.1  # weight of the MIE-VAE ELBO
-    mie_kl_reduce: str = "mean"  # T_KL^MIE per position: mean over the K x d terms | sum (Eq. 4 as written, which
+    mie_kl_reduce: Literal["mean", "sum"] = "mean"  # T_KL^MIE per position: mean over the K x d terms | sum (Eq. 4 as written, which
     # outweighs the one-item likelihood 100-fold at K=8, d=64 and collapses the interests to N(0, I))
     beta2: float = 1.0  # weight of L_orth (0 = ablation "w/o Orth")
-    orth: str = "frobenius"  # frobenius = ||G G^T - I||_F^2 / K^2 (authors' code) | offdiag = sum_{i!=j} g_i^T g_j (paper)
-    soft_pool: str = "sum"  # sum = h_t^j of the paper | mean = that sum divided by sum_i a_i^j
+    orth: Literal["frobenius", "offdiag"] = "frobenius"  # frobenius = ||G G^T - I||_F^2 / K^2 (authors' code) | offdiag = sum_{i!=j} g_i^T g_j (paper)
+    soft_pool: Literal["sum", "mean"] = "sum"  # sum = h_t^j of the paper | mean = that sum divided by sum_i a_i^j
     hard_interests: bool = True  # false: m = h (soft interests only)
     hard_warmup_epochs: int = 0  # hard interests switch on after this many epochs (authors: 30)
-    hard_assignment: str = "gumbel"  # gumbel = straight-through Gumbel-softmax (authors) | argmax
+    hard_assignment: Literal["gumbel", "argmax"] = "gumbel"  # gumbel = straight-through Gumbel-softmax (authors) | argmax
     gumbel_tau: float = 1.0
     gru_layers: int = 2  # hard-interest GRU (authors: 2 layers, no bias)
     gru_bias: bool = False
@@ -169,13 +170,6 @@ class SIGMA(SequentialRecommender):
 
     def __init__(self, cfg: SIGMAConfig, n_items: int, max_len: int) -> None:
         super().__init__(cfg, n_items, max_len)
-        for name, value, allowed in (("prior", cfg.prior, ("mixture", "standard")), ("loss", cfg.loss, ("ce", "bce", "sampled")),
-                                     ("orth", cfg.orth, ("frobenius", "offdiag")),
-                                     ("mie_kl_reduce", cfg.mie_kl_reduce, ("mean", "sum")), ("soft_pool", cfg.soft_pool, ("sum", "mean")),
-                                     ("hard_assignment", cfg.hard_assignment, ("gumbel", "argmax")),
-                                     ("prior_map", cfg.prior_map, ("none", "linear", "norm"))):
-            if value not in allowed:
-                raise ValueError(f"model.{name} must be one of {allowed}, got {value!r}")
         if not cfg.sgm and cfg.prior == "standard":
             raise ValueError("model.sgm=false with model.prior=standard leaves no model: drop one of the two ablations")
         d, K = cfg.hidden_size, cfg.n_interests
@@ -213,6 +207,9 @@ class SIGMA(SequentialRecommender):
     # ---- schedules ----
     def on_epoch_start(self, epoch: int) -> None:
         self.hard_on.fill_(bool(self.cfg.hard_interests and epoch > self.cfg.hard_warmup_epochs))
+
+    def on_train_step(self) -> None:
+        self.step += 1
 
     def kl_weight(self) -> float:
         """lambda: linear in the number of training steps taken, capped at ``kl_cap``."""
@@ -348,8 +345,6 @@ class SIGMA(SequentialRecommender):
             lam = self.kl_weight()
             total = total + parts["recon"] + lam * parts["kl"]
             parts["lambda"] = torch.tensor(lam)
-        if self.training:
-            self.step += 1
         parts["loss"] = total
         return {k: v if k == "loss" else v.detach() for k, v in parts.items()}
 

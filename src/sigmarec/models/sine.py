@@ -60,6 +60,7 @@ Choices the paper leaves open (fields of ``SINEConfig``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -67,11 +68,10 @@ from torch import nn
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
-from sigmarec.models.layers.losses import LOSSES, next_item_loss
+from sigmarec.models.layers.losses import NextItemLoss, next_item_loss
 from sigmarec.models.layers.prefixes import random_prefixes
 from sigmarec.models.sasrec import init_weights
 
-INFERENCE = ("aggregate", "interests")
 
 
 @dataclass
@@ -82,9 +82,9 @@ class SINEConfig:
     tau: float = 0.1  # temperature of the aggregation softmax, Eq. 7 (paper: 0.1)
     reg_weight: float = 0.5  # lambda of Eq. 11 on the covariance regulariser (paper: 0.5; 0 switches it off)
     dropout: float = 0.0  # on the input item vectors (the paper uses none)
-    loss: str = "ce"  # ce = Eq. 9 full softmax (library default) | sampled = the paper's sampled softmax | bce
+    loss: NextItemLoss = "ce"  # ce = Eq. 9 full softmax (library default) | sampled = the paper's sampled softmax | bce
     n_negatives: int = 10  # for loss=sampled (paper: 10 on Amazon/Taobao, 5 on MovieLens)
-    inference: str = "aggregate"  # aggregate = v^u of Eq. 8, as the paper retrieves | interests = K vectors, max-scored
+    inference: Literal["aggregate", "interests"] = "aggregate"  # aggregate = v^u of Eq. 8, as the paper retrieves | interests = K vectors, max-scored
     share_w3: bool = False  # Eq. 6 uses Eq. 3's W3 (true) or its own matrix (false: the name read as a clash)
     tie_embeddings: bool = True  # one table H for input items and scored items (paper, Eq. 9); false: separate input table
     init_std: float = 0.02  # truncated-normal std of embeddings, concepts and projections (library default)
@@ -159,12 +159,8 @@ class SINE(SequentialRecommender):
             raise bad("tau", "must be > 0")
         if cfg.reg_weight < 0:
             raise bad("reg_weight", "must be >= 0")
-        if cfg.loss not in LOSSES:
-            raise bad("loss", f"must be one of {LOSSES}")
         if cfg.loss == "sampled" and cfg.n_negatives < 1:
             raise bad("n_negatives", "must be >= 1 with loss=sampled")
-        if cfg.inference not in INFERENCE:
-            raise bad("inference", f"must be one of {INFERENCE}")
 
     # ---- sparse-interest extraction (Section 3.2) ----
     def _embed(self, inputs: torch.Tensor) -> torch.Tensor:

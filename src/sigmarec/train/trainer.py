@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,12 +27,12 @@ from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import Split, make_split
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import evaluate
-from sigmarec.models.base import loss_parts
 from sigmarec.models.registry import get_model_class
 from sigmarec.runs import (build_model, find_checkpoint, load_checkpoint, resolve_device, save_checkpoint,
                            write_json_atomic, write_text_atomic)
 
 log = logging.getLogger("sigmarec")
+LOG_EVERY = 50  # steps between reading the summed losses back from the device (progress bar, non-finite check)
 
 
 # Settings a resumed run may change: the budget and where/how it runs, never what is learned
@@ -79,7 +80,7 @@ class Trainer:
     """Fits one model on one split; ``fit()`` returns the final validation and test metrics."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, data: SequenceData | None = None,
-                 sources: dict[str, str] | None = None) -> None:
+                 sources: dict[str, str] | None = None, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> None:
         self.cfg = cfg
         self.sources = sources or {}  # the layer that set each key (``runs.make_config``), noted in config.yaml
         self.run_dir = Path(run_dir)
@@ -96,6 +97,8 @@ class Trainer:
             raise ValueError(f"train.optimizer must be adam or adamw, got {cfg.train.optimizer!r}")
         self.optimizer = opt_cls(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.amp = cfg.train.amp and self.device.type == "cuda"
+        # what a training step calls: the model, or a wrapper around it (DistributedDataParallel, torch.compile)
+        self.train_module: torch.nn.Module = wrap(self.model) if wrap is not None else self.model
 
     # ---- run directory ----
     def _prepare_run_dir(self) -> None:
@@ -130,32 +133,43 @@ class Trainer:
         tc = self.cfg.train
         torch.manual_seed(tc.seed * 1_000_003 + epoch)
         rng = np.random.default_rng([tc.seed, epoch])
-        self.model.train()
+        self.train_module.train()
         self.model.on_epoch_start(epoch)
         total = n_train_batches(self.split, tc.batch_size, self.cfg.data.max_len, tc.bucket_by_length)
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}  # loss parts summed on the device, read back only when logged
+        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         n = 0
         bar = tqdm(train_batches(self.split, tc.batch_size, self.cfg.data.max_len, rng, tc.bucket_by_length), total=total,
                    desc=f"epoch {epoch}", disable=not tc.progress, leave=False, dynamic_ncols=True)
         for batch in bar:
             batch = batch.to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                out = self.model.loss(batch)
-            parts = loss_parts(out)
+                parts = self.train_module(batch)
             loss = parts["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch}: loss is {loss.item()}; lower train.lr or check the data")
+            nonfinite |= ~torch.isfinite(loss.detach())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.clip_grad:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad)
             self.optimizer.step()
+            self.model.on_train_step()
             for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+                v = v.detach().float()
+                sums[k] = sums[k] + v if k in sums else v
             n += 1
-            bar.set_postfix(loss=f"{sums['loss'] / n:.4f}")
+            if n % LOG_EVERY == 0 or n == total:
+                self._check_finite(nonfinite, epoch, n)
+                if tc.progress:
+                    bar.set_postfix(loss=f"{float(sums['loss']) / n:.4f}")
         bar.close()
-        return {k: v / max(n, 1) for k, v in sums.items()}
+        self._check_finite(nonfinite, epoch, n)
+        return {k: float(v) / max(n, 1) for k, v in sums.items()}
+
+    @staticmethod
+    def _check_finite(nonfinite: torch.Tensor, epoch: int, step: int) -> None:
+        if bool(nonfinite):
+            raise FloatingPointError(f"epoch {epoch}: the loss became NaN or infinite by step {step} (checked every "
+                                     f"{LOG_EVERY} steps); lower train.lr or check the data")
 
     def evaluate(self, which: str) -> dict[str, float]:
         cases = self.split.valid if which == "valid" else self.split.test

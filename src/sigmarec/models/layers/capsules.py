@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +29,11 @@ from torch import nn
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
-from sigmarec.models.layers.losses import LOSSES, next_item_loss
+from sigmarec.models.layers.losses import next_item_loss
 from sigmarec.models.layers.prefixes import random_prefixes
 from sigmarec.models.sasrec import init_weights
+
+RoutingInit = Literal["normal", "fixed", "zeros"]  # initial routing logits (see the configs)
 
 
 def squash(s: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -196,8 +199,6 @@ class MultiInterestRecommender(SequentialRecommender):
 
     def __init__(self, cfg, n_items: int, max_len: int) -> None:
         super().__init__(cfg, n_items, max_len)
-        if cfg.loss not in LOSSES:
-            raise ValueError(f"model.loss must be one of {LOSSES}, got {cfg.loss!r}")
         if cfg.n_interests < 1:
             raise ValueError(f"model.n_interests must be >= 1, got {cfg.n_interests}")
         if cfg.attention_power < 0:

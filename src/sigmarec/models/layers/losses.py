@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("ce", "bce", "sampled")
+NextItemLoss = Literal["ce", "bce", "sampled"]  # the next-item losses every model offers
+LOSSES: tuple[str, ...] = typing.get_args(NextItemLoss)
 
 
 def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, kind: str = "ce", n_negatives: int = 100,
