@@ -72,3 +72,21 @@ def test_sigma_anneals_once_per_optimizer_step_under_the_trainer(tmp_path, tiny_
 
     steps = n_train_batches(trainer.split, cfg.train.batch_size, cfg.data.max_len, cfg.train.bucket_by_length)
     assert int(trainer.model.step) == steps
+
+
+def test_weight_decay_spares_biases_norms_and_scalars_by_default(tiny_overrides):
+    from sigmarec.models.sasrec import SASRec, SASRecConfig
+    from sigmarec.train.trainer import make_optimizer
+
+    model = SASRec(SASRecConfig(hidden_size=16, n_layers=1), n_items=30, max_len=10)
+    tc = make_config("sasrec", {"train": {"weight_decay": 0.1}}).train
+    groups = make_optimizer(model, tc).param_groups
+    decayed = {id(p) for g in groups if g["weight_decay"] == 0.1 for p in g["params"]}
+    spared = {id(p) for g in groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert {id(named["item.weight"]), id(named["encoder.blocks.0.qkv.weight"])} <= decayed
+    assert {id(named["encoder.blocks.0.qkv.bias"]), id(named["encoder.norm.weight"])} <= spared
+    assert decayed | spared == {id(p) for p in model.parameters()} and not decayed & spared
+    everything = make_optimizer(model, make_config("sasrec", {"train": {"weight_decay": 0.1, "decay": "all"}}).train)
+    assert len(everything.param_groups) == 1 and everything.param_groups[0]["weight_decay"] == 0.1
+    assert len(make_optimizer(model, make_config("sasrec").train).param_groups) == 1  # no decay: the old layout

@@ -74,6 +74,9 @@ class TrainConfig:
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
+    decay: Literal["matrices", "all"] = "matrices"  # which parameters weight_decay applies to: matrices = every tensor
+    # of 2+ dimensions (linear weights and embedding tables; biases, norms and scalars are left alone, as nanoGPT's
+    # configure_optimizers does) | all = every parameter (the behaviour before this option)
     batch_size: int = 256
     bucket_by_length: bool = True  # batches of similar lengths, ~batch_size * mean length targets each
     epochs: int = 200

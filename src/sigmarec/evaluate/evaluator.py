@@ -8,12 +8,13 @@ import numpy as np
 import torch
 
 from sigmarec.config import EvalConfig
-from sigmarec.data.batching import gather_left_padded, gather_session_starts
+from sigmarec.data.batching import gather_left_padded
 from sigmarec.data.protocols import EvalSet
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.negatives import sample_negatives, sampled_ranks
 from sigmarec.evaluate.ranking import CoverageCounter, mask_scores, metrics_from_ranks, multi_target_ranks, target_ranks
 from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.inputs import inference_inputs
 
 
 def ragged_ranges(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -24,28 +25,19 @@ def ragged_ranges(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
     return flat[idx], offsets
 
 
-def input_batches(data: SequenceData, cases: EvalSet, max_len: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(rows, inputs [B, L])``: cases in order of input length, ``batch_size`` at a time, each
-    input the last ``max_len`` items left-padded, so short histories are not padded to the longest."""
+def case_batches(cases: EvalSet, max_len: int, batch_size: int) -> Iterator[np.ndarray]:
+    """Row indices of ``cases`` in order of input length, ``batch_size`` at a time, so short histories are
+    not padded to the longest."""
     order = np.argsort(np.minimum(cases.ends - cases.starts, max_len), kind="stable")
     for i in range(0, len(cases), batch_size):
-        rows = order[i : i + batch_size]
+        yield order[i : i + batch_size]
+
+
+def input_batches(data: SequenceData, cases: EvalSet, max_len: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(rows, inputs [B, L])`` in the order of ``case_batches``, each input the last ``max_len`` items
+    left-padded."""
+    for rows in case_batches(cases, max_len, batch_size):
         yield rows, gather_left_padded(data.items, cases.starts[rows], cases.ends[rows], max_len)
-
-
-def model_context(model: SequentialRecommender, session_starts: np.ndarray | None, users: np.ndarray | None,
-                  device: torch.device, new_session: np.ndarray | None = None) -> dict[str, torch.Tensor | None]:
-    """The extra inputs a model declares in ``model.context``: session-start flags laid out like its
-    inputs (None: one session), internal user ids (None or -1: unknown user) and whether the item to
-    score opens a new session (None: it continues the newest one)."""
-    out: dict[str, torch.Tensor | None] = {}
-    if "session_starts" in model.context:
-        out["session_starts"] = None if session_starts is None else torch.from_numpy(session_starts).to(device)
-    if "users" in model.context:
-        out["users"] = None if users is None else torch.from_numpy(np.asarray(users, dtype=np.int64)).to(device)
-    if "new_session" in model.context:
-        out["new_session"] = None if new_session is None else torch.from_numpy(np.asarray(new_session, dtype=bool)).to(device)
-    return out
 
 
 def opens_session(data: SequenceData, cases: EvalSet, rows: np.ndarray) -> np.ndarray | None:
@@ -62,20 +54,19 @@ def scored_batches(model: SequentialRecommender, data: SequenceData, cases: Eval
     """Yield ``(rows, scores [B, N + 1])`` with padding and (optionally) history masked to -inf.
 
     The model sees the last ``max_len`` items of each input; the exclusion uses the whole input.
-    Cases come in the order of ``input_batches`` (``rows`` are their indices). This is the single
+    Cases come in the order of ``case_batches`` (``rows`` are their indices). This is the single
     code path behind ``evaluate`` and ``recommend --split``.
     """
     was_training = model.training
     model.eval()
     try:
-        for rows, inputs in input_batches(data, cases, max_len, batch_size):
-            history = torch.from_numpy(gather_left_padded(data.items, cases.starts[rows], cases.ends[rows])).to(device)
-            flags = new = None
-            if model.context:
-                flags = gather_session_starts(data.session_starts, cases.starts[rows], cases.ends[rows], inputs.shape[1])
-                new = opens_session(data, cases, rows)
-            extra = model_context(model, flags, cases.users[rows], device, new)
-            scores = model.score_all(torch.from_numpy(inputs).to(device), **extra).float()
+        for rows in case_batches(cases, max_len, batch_size):
+            starts, ends = cases.starts[rows], cases.ends[rows]
+            history = torch.from_numpy(gather_left_padded(data.items, starts, ends)).to(device)
+            new = opens_session(data, cases, rows) if "new_session" in model.context else None
+            inputs, context = inference_inputs(model, data.items, starts, ends, max_len, device, data.session_starts,
+                                               cases.users[rows], new)
+            scores = model.score_all(inputs, **context).float()
             yield rows, mask_scores(scores, history, exclude_history)
     finally:
         model.train(was_training)

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from sigmarec.models.layers.capsules import CapsuleLayer, MultiInterestRecommender, RoutingInit, newest_aligned
+from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.losses import NextItemLoss
-from sigmarec.models.sasrec import init_weights
 
 
 @dataclass

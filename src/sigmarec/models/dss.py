@@ -50,9 +50,9 @@ from torch import nn
 
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.prefixes import random_prefixes
 from sigmarec.models.layers.transformer import CausalEncoder
-from sigmarec.models.sasrec import init_weights
 
 Seq2ItemLoss = Literal["ce", "bce", "sampled", "inbatch"]
 SEQ2ITEM_LOSSES: tuple[str, ...] = typing.get_args(Seq2ItemLoss)

@@ -10,8 +10,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from sigmarec.models.base import NextItemModel
 from sigmarec.models.layers.dropout import FastDropout
+from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.losses import NextItemLoss
-from sigmarec.models.sasrec import init_weights
 
 
 @dataclass

@@ -66,9 +66,9 @@ from torch.nn.utils.rnn import PackedSequence
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
+from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.losses import next_item_loss
 from sigmarec.models.layers.sessions import SessionView, normalise_starts, session_view
-from sigmarec.models.sasrec import init_weights
 
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from sigmarec.models.base import NextItemModel
+from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.losses import NextItemLoss
 from sigmarec.models.layers.transformer import CausalEncoder
 
@@ -22,18 +23,6 @@ class SASRecConfig:
     loss: NextItemLoss = "ce"  # ce (full softmax, default) | bce (one sampled negative per position) | sampled
     n_negatives: int = 100  # for loss=sampled
     init_std: float = 0.02
-
-
-def init_weights(module: nn.Module, std: float) -> None:
-    """Truncated-normal init for embeddings and linear layers, zero biases, unit LayerNorm."""
-    for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 class SASRec(NextItemModel):

@@ -33,6 +33,7 @@ from sigmarec.data.batching import Batch
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.gaussian import kl_standard_normal, mixture_kl_mc
+from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.interests import (
     HardInterestGRU,
     category_probs,
@@ -42,7 +43,6 @@ from sigmarec.models.layers.interests import (
 )
 from sigmarec.models.layers.losses import NextItemLoss, next_item_loss
 from sigmarec.models.layers.transformer import CausalEncoder
-from sigmarec.models.sasrec import init_weights
 
 
 @dataclass

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sigmarec.data.batching import gather_left_padded, gather_session_starts
-from sigmarec.evaluate.evaluator import model_context, scored_batches
+from sigmarec.data.batching import gather_left_padded
+from sigmarec.evaluate.evaluator import scored_batches
 from sigmarec.evaluate.ranking import mask_scores
+from sigmarec.models.inputs import inference_inputs
 from sigmarec.runs import LoadedRun, load_run
 
 
@@ -54,18 +55,17 @@ class Recommender:
         ends = np.cumsum([len(e) for e in encoded])
         starts = ends - np.array([len(e) for e in encoded])
         dev = self.run.device
-        inputs = torch.from_numpy(gather_left_padded(flat, starts, ends, self.run.cfg.data.max_len)).to(dev)
         history = torch.from_numpy(gather_left_padded(flat, starts, ends)).to(dev)
         flags = None
         if session_starts is not None:
             if [len(f) for f in session_starts] != [len(e) for e in encoded]:
                 raise ValueError("session_starts needs one flag per history item")
-            flags = gather_session_starts(np.concatenate([np.asarray(f, dtype=bool) for f in session_starts]), starts, ends,
-                                          inputs.shape[1])
+            flags = np.concatenate([np.asarray(f, dtype=bool) for f in session_starts])
         if new_session is not None and len(new_session) != len(histories):
             raise ValueError(f"new_session needs one flag per history ({len(histories)}), got {len(new_session)}")
-        extra = model_context(self.run.model, flags, None if users is None else np.asarray(users), dev,
-                              None if new_session is None else np.asarray(new_session, dtype=bool))
+        inputs, extra = inference_inputs(self.run.model, flat, starts, ends, self.run.cfg.data.max_len, dev, flags,
+                                         None if users is None else np.asarray(users),
+                                         None if new_session is None else np.asarray(new_session, dtype=bool))
         scores = self.run.model.score_all(inputs, **extra).float()
         scores = mask_scores(scores, history, exclude_history)
         top = torch.topk(scores, min(k, self.data.n_items), dim=1)

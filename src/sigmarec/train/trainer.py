@@ -21,7 +21,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from sigmarec.config import RunConfig, build_config, describe
+from sigmarec.config import RunConfig, TrainConfig, build_config, describe
 from sigmarec.data.batching import n_train_batches, train_batches
 from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import Split, make_split
@@ -66,6 +66,21 @@ def config_differences(stored: dict, cfg: RunConfig) -> list[str]:
     return out
 
 
+def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW with ``weight_decay`` on the parameters ``train.decay`` names: two parameter groups, or one
+    group in model order when nothing is exempt (no decay, or ``decay=all``), the optimizer state's layout before
+    the option existed, so older runs resume."""
+    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[tc.optimizer]
+    params = [p for p in model.parameters() if p.requires_grad]
+    if tc.weight_decay == 0 or tc.decay == "all":
+        return opt_cls(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    decayed = [p for p in params if tc.decay == "all" or p.dim() >= 2]
+    ids = {id(p) for p in decayed}
+    groups = [{"params": decayed, "weight_decay": tc.weight_decay},
+              {"params": [p for p in params if id(p) not in ids], "weight_decay": 0.0}]
+    return opt_cls([g for g in groups if g["params"]], lr=tc.lr)
+
+
 def check_metric_name(name: str, ks: list[int], sampled: bool = False) -> None:
     """Fail before training if early stopping watches a metric the evaluator will not produce
     (``coverage@K`` exists only for full ranking, not with ``eval.sampled_negatives``)."""
@@ -92,10 +107,7 @@ class Trainer:
             torch.set_num_threads(cfg.train.num_threads)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, self.data).to(self.device)
-        opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(cfg.train.optimizer)
-        if opt_cls is None:
-            raise ValueError(f"train.optimizer must be adam or adamw, got {cfg.train.optimizer!r}")
-        self.optimizer = opt_cls(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        self.optimizer = make_optimizer(self.model, cfg.train)
         self.amp = cfg.train.amp and self.device.type == "cuda"
         # what a training step calls: the model, or a wrapper around it (DistributedDataParallel, torch.compile)
         self.train_module: torch.nn.Module = wrap(self.model) if wrap is not None else self.model

@@ -29,9 +29,9 @@ from torch import nn
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
+from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.losses import next_item_loss
 from sigmarec.models.layers.prefixes import random_prefixes
-from sigmarec.models.sasrec import init_weights
 
 RoutingInit = Literal["normal", "fixed", "zeros"]  # initial routing logits (see the configs)
 
