@@ -108,3 +108,30 @@ def test_models_built_in_code_check_their_options_too():
 
     with pytest.raises(ConfigError, match="model.prior_map: expected one of none, linear, norm"):
         SIGMA(SIGMAConfig(prior_map="projection"), n_items=10, max_len=5)
+
+
+def test_cli_prints_project_errors_in_one_line_and_bugs_with_a_hint(tmp_path, capsys, monkeypatch):
+    assert main(["evaluate", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "config.yaml: not found" in err and "Traceback" not in err
+
+    import sigmarec.cli as cli
+
+    def broken(args):
+        raise KeyError("a real bug")
+
+    monkeypatch.setattr(cli, "cmd_evaluate", broken)
+    parser = cli.build_parser
+
+    def patched_parser():
+        p = parser()
+        for action in p._subparsers._group_actions:
+            action.choices["evaluate"].set_defaults(func=broken)
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", patched_parser)
+    assert main(["evaluate", "x"]) == 1
+    err = capsys.readouterr().err
+    assert "internal error (KeyError" in err and "-v" in err and "Traceback" not in err
+    assert main(["-v", "evaluate", "x"]) == 1
+    assert "Traceback" in capsys.readouterr().err

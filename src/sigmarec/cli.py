@@ -8,10 +8,10 @@ import logging
 import math
 import sys
 import time
+import traceback
 from pathlib import Path
 
-from sigmarec.config import ConfigError, DataConfig, describe, parse_set, update_dataclass
-from sigmarec.data.sequences import DataError
+from sigmarec.config import ConfigError, DataConfig, SigmarecError, describe, parse_set, update_dataclass
 
 
 def _data_config(args: argparse.Namespace) -> DataConfig:
@@ -263,12 +263,22 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         return args.func(args)
-    except (ConfigError, DataError, FileNotFoundError, KeyError, ValueError) as exc:
+    except SigmarecError as exc:  # what the user asked for does not work: the message says why
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine refused (a path, permissions, disk space)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command with the same --out to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # anything else is a bug in sigmarec
+        if args.verbose:
+            traceback.print_exc()
+        else:
+            print(f"internal error ({type(exc).__name__}: {exc}); this is a bug in sigmarec: rerun with -v for the "
+                  "traceback and report it", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

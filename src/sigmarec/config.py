@@ -22,8 +22,28 @@ from typing import Any, Literal
 import yaml
 
 
-class ConfigError(ValueError):
-    """A configuration key or value that does not fit the typed schema."""
+class SigmarecError(Exception):
+    """A problem with what the user asked for (a setting, a file, a run directory, an id), not a bug: the
+    command line prints its message alone. Anything else that escapes is a bug and shows a traceback."""
+
+
+class ConfigError(SigmarecError, ValueError):
+    """A configuration key or value that does not fit the typed schema, or settings that do not fit together."""
+
+
+class RunError(SigmarecError, ValueError):
+    """A run directory that is missing, incomplete or holds something other than what was asked for."""
+
+
+class MissingFileError(SigmarecError, FileNotFoundError):
+    """A file or folder the user named (a run directory, a preset) does not exist."""
+
+
+class UnknownIdError(SigmarecError, KeyError):
+    """A user or item id the model does not know."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 DataFormat = Literal["auto", "s3rec", "csv", "parquet", "atomic", "ml-dat", "ml-udata", "amazon-json", "amazon-csv"]

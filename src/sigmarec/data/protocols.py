@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from sigmarec.config import ProtocolConfig
+from sigmarec.config import ConfigError, ProtocolConfig
 from sigmarec.data.sequences import DataError, SequenceData
 from sigmarec.data.sessions import session_offsets
 
@@ -109,9 +109,9 @@ def comirec_user_split(data: SequenceData, cfg: ProtocolConfig, max_len: int) ->
     """
     share = np.asarray(cfg.user_split, dtype=np.float64)
     if share.shape != (3,) or (share < 0).any() or share[1:].sum() <= 0 or share.sum() <= 0:
-        raise ValueError(f"protocol.user_split must be three non-negative shares train, valid, test, got {cfg.user_split!r}")
+        raise ConfigError(f"protocol.user_split must be three non-negative shares train, valid, test, got {cfg.user_split!r}")
     if not 0 < cfg.history_fraction < 1:
-        raise ValueError(f"protocol.history_fraction must be in (0, 1), got {cfg.history_fraction!r}")
+        raise ConfigError(f"protocol.history_fraction must be in (0, 1), got {cfg.history_fraction!r}")
     starts, ends = data.offsets[:-1], data.offsets[1:]
     lengths = ends - starts
     eligible = np.flatnonzero(lengths >= 2)

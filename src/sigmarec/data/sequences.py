@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sigmarec.config import SigmarecError
+
 PAD = 0
 PAD_TOKEN = "<pad>"
 
 
-class DataError(ValueError):
+class DataError(SigmarecError, ValueError):
     """Bad input data: the message names the file, line or field and what was expected."""
 
 

@@ -7,7 +7,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from sigmarec.config import EvalConfig
+from sigmarec.config import ConfigError, EvalConfig
 from sigmarec.data.batching import gather_left_padded
 from sigmarec.data.protocols import EvalSet
 from sigmarec.data.sequences import SequenceData
@@ -92,10 +92,10 @@ def case_ranks(model: SequentialRecommender, data: SequenceData, cases: EvalSet,
     negatives = None
     multi = cases.target_ends is not None
     if cfg.sampled_negatives > 0 and multi:
-        raise ValueError("eval.sampled_negatives works with one target per case; this protocol has several (set it to 0)")
+        raise ConfigError("eval.sampled_negatives works with one target per case; this protocol has several (set it to 0)")
     if cfg.sampled_negatives > 0:
         if coverage is not None:
-            raise ValueError("coverage needs full ranking (eval.sampled_negatives = 0)")
+            raise ConfigError("coverage needs full ranking (eval.sampled_negatives = 0)")
         hist, offsets = ragged_ranges(data.items, cases.starts, cases.ends)
         negatives = torch.from_numpy(
             sample_negatives(hist, offsets, cases.targets, data.n_items, cfg.sampled_negatives, cfg.sampler,

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from sigmarec.config import ConfigError
 from sigmarec.data.protocols import EvalSet
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import input_batches
@@ -63,9 +64,9 @@ def random_baseline_nmi(labels: np.ndarray, known: np.ndarray, n_perm: int = BAS
 
 
 def check_interest_model(model: torch.nn.Module, name: str) -> None:
-    """Raise a ValueError naming the model if it does not expose learned item categories."""
+    """Raise a ConfigError naming the model if it does not expose learned item categories."""
     if not callable(getattr(model, "item_category_probs", None)):
-        raise ValueError(
+        raise ConfigError(
             f"interest diagnostics need a model with learned item categories (a method item_category_probs() "
             f"returning [N + 1, K]); model {name!r} ({type(model).__name__}) has none"
         )
@@ -161,7 +162,7 @@ def interest_report(run_dir: str | Path, out_dir: str | Path | None = None, top:
     from sigmarec.runs import load_run
 
     if top < 1:
-        raise ValueError(f"top must be >= 1, got {top}")
+        raise ConfigError(f"top must be >= 1, got {top}")
     run = load_run(run_dir, checkpoint, device)
     check_interest_model(run.model, run.cfg.model_name)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "interests"

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from sigmarec.config import RunConfig
+from sigmarec.config import ConfigError, MissingFileError, RunConfig, RunError
 from sigmarec.evaluate.ranking import parse_metric, per_case_metric
 
 log = logging.getLogger("sigmarec")
@@ -82,7 +82,7 @@ def _fingerprint(run_dir: Path, checkpoint: str, cfg: RunConfig, n_cases: int) -
 
     ckpt = find_checkpoint(run_dir / "checkpoints" / checkpoint)
     if ckpt is None:
-        raise FileNotFoundError(f"{run_dir}: no '{checkpoint}' checkpoint; has training run for at least one epoch?")
+        raise RunError(f"{run_dir}: no '{checkpoint}' checkpoint; has training run for at least one epoch?")
     st = (ckpt / "model.safetensors").stat()
     return {"version": CACHE_VERSION, "checkpoint_size": int(st.st_size), "checkpoint_mtime_ns": int(st.st_mtime_ns),
             "n_cases": int(n_cases), "eval": _rank_settings(cfg)}
@@ -204,7 +204,7 @@ def _check_same_setup(cfgs: dict[Path, RunConfig]) -> None:
     }
     for what, values in checks.items():
         if len({repr(v) for v in values.values()}) > 1:
-            raise ValueError(f"cannot compare runs with different {what}: {_describe(values)}")
+            raise RunError(f"cannot compare runs with different {what}: {_describe(values)}")
 
 
 def _check_same_cases(loaded: dict[Path, CaseRanks], split: str) -> None:
@@ -287,7 +287,7 @@ def _load_groups(groups_a: Sequence[str | Path], groups_b: Sequence[str | Path],
         raise ValueError("each group needs at least one run directory")
     for p in dirs_a + dirs_b:
         if not p.is_dir():
-            raise FileNotFoundError(f"{p}: no such run directory")
+            raise MissingFileError(f"{p}: no such run directory")
     cfgs = {p: load_run_config(p) for p in dict.fromkeys(dirs_a + dirs_b)}  # fail fast, before any ranking
     _check_same_setup(cfgs)
     loaded = {p: load_case_ranks(p, split, checkpoint, device, recompute) for p in cfgs}
@@ -311,7 +311,7 @@ def _compare_metric(dirs_a: list[Path], dirs_b: list[Path], loaded: dict[Path, C
 
 def _check_alpha(alpha: float) -> None:
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
 
 
 def compare(groups_a: Sequence[str | Path], groups_b: Sequence[str | Path], split: str = "test",

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sigmarec.config import ConfigError
+
 NEG_INF = float("-inf")
 
 __all__ = [
@@ -167,13 +169,13 @@ def parse_metric(metric: str) -> tuple[str, int | None]:
     known = "recall@K, ndcg@K, hit@K, precision@K, mrr@K or mrr (K a positive integer)"
     name, at, k = str(metric).strip().lower().partition("@")
     if name not in METRIC_NAMES:
-        raise ValueError(f"unknown metric {metric!r}; known: {known}")
+        raise ConfigError(f"unknown metric {metric!r}; known: {known}")
     if not at:
         if name != "mrr":
-            raise ValueError(f"metric {metric!r} needs a cutoff, e.g. {name}@10")
+            raise ConfigError(f"metric {metric!r} needs a cutoff, e.g. {name}@10")
         return name, None
     if not (k.isascii() and k.isdigit()) or int(k) <= 0:
-        raise ValueError(f"metric {metric!r}: the cutoff must be a positive integer; known: {known}")
+        raise ConfigError(f"metric {metric!r}: the cutoff must be a positive integer; known: {known}")
     return name, int(k)
 
 

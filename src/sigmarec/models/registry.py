@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sigmarec.config import ConfigError
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.comirec import ComiRecDR, ComiRecSA
 from sigmarec.models.dss import DSS
@@ -34,4 +35,4 @@ def get_model_class(name: str) -> type[SequentialRecommender]:
     try:
         return MODELS[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") from None
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") from None

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sigmarec.config import ConfigError, UnknownIdError
 from sigmarec.data.batching import gather_left_padded
 from sigmarec.evaluate.evaluator import scored_batches
 from sigmarec.evaluate.ranking import mask_scores
@@ -36,7 +37,7 @@ class Recommender:
         ids = [self._item_index.get(str(i)) for i in items]
         unknown = [str(i) for i, j in zip(items, ids) if j is None]
         if unknown:
-            raise KeyError(f"unknown item id(s) {unknown[:10]} (the model knows {self.data.n_items} items from {self.data.name})")
+            raise UnknownIdError(f"unknown item id(s) {unknown[:10]} (the model knows {self.data.n_items} items from {self.data.name})")
         return np.asarray(ids, dtype=np.int64)
 
     @torch.no_grad()
@@ -49,7 +50,7 @@ class Recommender:
         unknown) and whether the recommendation opens a new session (default: it continues the
         newest one)."""
         if any(len(h) == 0 for h in histories):
-            raise ValueError("every history needs at least one item")
+            raise ConfigError("every history needs at least one item")
         encoded = [self.encode_items(h) for h in histories]
         flat = np.concatenate(encoded)
         ends = np.cumsum([len(e) for e in encoded])
@@ -83,7 +84,7 @@ class Recommender:
         or opening a new one (``new_session``; session models only, the others ignore it)."""
         u = self._user_index.get(str(user))
         if u is None:
-            raise KeyError(f"unknown user id {user!r} in {self.data.name}")
+            raise UnknownIdError(f"unknown user id {user!r} in {self.data.name}")
         seq = self.data.sequence(u)
         flags = None
         if self.data.session_starts is not None:

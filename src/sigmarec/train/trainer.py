@@ -21,7 +21,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from sigmarec.config import RunConfig, TrainConfig, build_config, describe
+from sigmarec.config import ConfigError, RunConfig, RunError, TrainConfig, build_config, describe
 from sigmarec.data.batching import n_train_batches, train_batches
 from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import Split, make_split
@@ -88,7 +88,7 @@ def check_metric_name(name: str, ks: list[int], sampled: bool = False) -> None:
     bases = ("recall", "hit", "ndcg", "precision", "mrr") + (() if sampled else ("coverage",))
     ok = name == "mrr" or (base in bases and k.isdigit() and int(k) in ks)
     if not ok:
-        raise ValueError(f"train.valid_metric {name!r} is not produced: use mrr or {'|'.join(bases)}@K with K in eval.ks {ks}")
+        raise ConfigError(f"train.valid_metric {name!r} is not produced: use mrr or {'|'.join(bases)}@K with K in eval.ks {ks}")
 
 
 class Trainer:
@@ -120,7 +120,7 @@ class Trainer:
         path = self.run_dir / "config.yaml"
         diff = config_differences(yaml.safe_load(path.read_text()) or {}, self.cfg) if path.exists() else []
         if diff:
-            raise ValueError(f"{path} holds a different configuration ({'; '.join(diff)}: stored vs requested); resume with "
+            raise RunError(f"{path} holds a different configuration ({'; '.join(diff)}: stored vs requested); resume with "
                              f"the same settings or use a new --out (only train.{', train.'.join(RESUMABLE_CHANGES)} "
                              "may change on resume)")
         write_text_atomic(path, text)
@@ -216,7 +216,7 @@ class Trainer:
                 record["eval_seconds"] = round(time.time() - t1, 3)
                 record["valid"] = valid
                 if tc.valid_metric not in valid:
-                    raise ValueError(f"train.valid_metric {tc.valid_metric!r} is not among {sorted(valid)}")
+                    raise ConfigError(f"train.valid_metric {tc.valid_metric!r} is not among {sorted(valid)}")
                 value = valid[tc.valid_metric]
                 if value > state["best_value"]:
                     state.update(best_value=value, best_epoch=epoch, bad_epochs=0)
