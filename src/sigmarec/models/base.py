@@ -13,6 +13,14 @@ from sigmarec.data.batching import Batch
 from sigmarec.models.layers.losses import next_item_loss
 
 
+# Training defaults of the models that learn from one random split point per window and step (SINE, DSS, MIND,
+# ComiRec): an epoch gives each window one target instead of every position, so validation NDCG creeps up for
+# hundreds of epochs and the library's 200 epochs / patience 10 stop them on an early plateau (Office R@40 under
+# those defaults: MIND .0373, ComiRec-SA .0436, ComiRec-DR .0324). With these, the BENCHMARKS.md runs reached their
+# best validation NDCG@20 at epochs 82-711 on Office (3 seeds each).
+SPLIT_POINT_TRAINING: dict[str, dict[str, Any]] = {"train": {"epochs": 1000, "patience": 40}}
+
+
 def loss_parts(out: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A model's ``loss()`` result as a dict whose ``loss`` key is the scalar to minimise."""
     return out if isinstance(out, dict) else {"loss": out}

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sigmarec.data.batching import Batch
-from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.base import SPLIT_POINT_TRAINING, SequentialRecommender
 from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.prefixes import random_prefixes
 from sigmarec.models.layers.transformer import CausalEncoder
@@ -212,6 +212,7 @@ class DSS(SequentialRecommender):
     """DSS; see the module docstring. ``user_representation`` -> ``[B, K, D]``."""
 
     config_class = DSSConfig
+    train_defaults = SPLIT_POINT_TRAINING
 
     def __init__(self, cfg: DSSConfig, n_items: int, max_len: int) -> None:
         super().__init__(cfg, n_items, max_len)

@@ -66,7 +66,7 @@ import torch
 from torch import nn
 
 from sigmarec.data.batching import Batch
-from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.base import SPLIT_POINT_TRAINING, SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.losses import NextItemLoss, next_item_loss
@@ -110,6 +110,7 @@ class SINE(SequentialRecommender):
     or the K interests ``[B, K, D]`` (inference=interests)."""
 
     config_class = SINEConfig
+    train_defaults = SPLIT_POINT_TRAINING
 
     def __init__(self, cfg: SINEConfig, n_items: int, max_len: int) -> None:
         super().__init__(cfg, n_items, max_len)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sigmarec.data.batching import Batch
-from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.base import SPLIT_POINT_TRAINING, SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.losses import next_item_loss
@@ -196,6 +196,8 @@ class MultiInterestRecommender(SequentialRecommender):
     sampled softmax). Inference: ``user_representation`` = the K interests, scored by the max over
     interests (the inherited ``score_all``).
     """
+
+    train_defaults = SPLIT_POINT_TRAINING
 
     def __init__(self, cfg, n_items: int, max_len: int) -> None:
         super().__init__(cfg, n_items, max_len)
