@@ -142,10 +142,11 @@ def test_ranks_are_cached_and_invalidated_by_a_new_checkpoint(runs, tmp_path, mo
     again = load_case_ranks(run_dir, device="cpu")
     assert again.cached and np.array_equal(again.ranks, first.ranks)
 
-    # a cached read never ranks again
-    import sigmarec.evaluate.evaluator as evaluator
+    # a cached read never ranks again, nor builds the model
+    import sigmarec.evaluate.paired as paired
 
-    monkeypatch.setattr(evaluator, "case_ranks", lambda *a, **k: pytest.fail("ranked again"))
+    monkeypatch.setattr(paired, "case_ranks", lambda *a, **k: pytest.fail("ranked again"))
+    monkeypatch.setattr(paired, "load_run", lambda *a, **k: pytest.fail("model loaded on a cache hit"))
     assert load_case_ranks(run_dir, device="cpu").cached
     monkeypatch.undo()
 

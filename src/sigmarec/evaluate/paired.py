@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from sigmarec.config import ConfigError, MissingFileError, RunConfig, RunError
+from sigmarec.evaluate.evaluator import case_ranks
 from sigmarec.evaluate.ranking import parse_metric, per_case_metric
+from sigmarec.runs import find_checkpoint, load_run, load_run_config, load_run_data
 
 log = logging.getLogger("sigmarec")
 
@@ -78,8 +80,6 @@ def _rank_settings(cfg: RunConfig) -> str:
 def _fingerprint(run_dir: Path, checkpoint: str, cfg: RunConfig, n_cases: int) -> dict[str, Any]:
     """What the cached ranks depend on: the checkpoint's weights file (size, mtime), the number of
     cases of the split and the eval settings that change ranks."""
-    from sigmarec.runs import find_checkpoint
-
     ckpt = find_checkpoint(run_dir / "checkpoints" / checkpoint)
     if ckpt is None:
         raise RunError(f"{run_dir}: no '{checkpoint}' checkpoint; has training run for at least one epoch?")
@@ -123,20 +123,18 @@ def load_case_ranks(run_dir: str | Path, split: str = "test", checkpoint: str = 
                     recompute: bool = False) -> CaseRanks:
     """Per-case ranks of a finished run on ``split`` (see ``evaluator.case_ranks``), from the cache
     ``RUN_DIR/eval/ranks-SPLIT-CHECKPOINT.npz`` when its fingerprint still matches, else computed and cached."""
-    from sigmarec.evaluate.evaluator import case_ranks
-    from sigmarec.runs import load_run
-
     _check_split_checkpoint(split, checkpoint)
     run_dir = Path(run_dir)
-    run = load_run(run_dir, checkpoint, device)
-    cases = run.split.valid if split == "valid" else run.split.test
+    cfg, _, split_cases = load_run_data(run_dir)  # the model is built only when the cache cannot answer
+    cases = split_cases.valid if split == "valid" else split_cases.test
     users = np.asarray(cases.users, dtype=np.int64)
     targets = np.asarray(cases.targets, dtype=np.int64)
-    fingerprint = _fingerprint(run_dir, checkpoint, run.cfg, len(cases))
+    fingerprint = _fingerprint(run_dir, checkpoint, cfg, len(cases))
     path = ranks_cache_path(run_dir, split, checkpoint)
     ranks = None if recompute else _read_cache(path, fingerprint, users, targets)
     if ranks is not None:
-        return CaseRanks(run_dir, run.cfg, users, targets, ranks, cached=True)
+        return CaseRanks(run_dir, cfg, users, targets, ranks, cached=True)
+    run = load_run(run_dir, checkpoint, device)
     ranks = case_ranks(run.model, run.data, cases, run.cfg.eval, run.cfg.data.max_len, run.device)
     if _fingerprint(run_dir, checkpoint, run.cfg, len(cases)) == fingerprint:  # not rewritten meanwhile
         _write_cache(path, fingerprint, users, targets, ranks)
@@ -277,7 +275,6 @@ def _verdict(r: dict[str, Any], name_a: str, name_b: str, alpha: float) -> str:
 
 def _load_groups(groups_a: Sequence[str | Path], groups_b: Sequence[str | Path], split: str, checkpoint: str,
                  device: str, recompute: bool) -> tuple[list[Path], list[Path], dict[Path, CaseRanks]]:
-    from sigmarec.runs import load_run_config
 
     _check_split_checkpoint(split, checkpoint)
     if isinstance(groups_a, (str, Path)) or isinstance(groups_b, (str, Path)):
