@@ -135,3 +135,12 @@ def test_cli_prints_project_errors_in_one_line_and_bugs_with_a_hint(tmp_path, ca
     assert "internal error (KeyError" in err and "-v" in err and "Traceback" not in err
     assert main(["-v", "evaluate", "x"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model,key,value", [
+    ("sasrec", "hidden_size", 0), ("sigma", "dropout", 1.0), ("gru4rec", "dropout", -0.1), ("mind", "n_interests", 0),
+    ("sasrec", "n_heads", 3), ("sigma", "attn_dropout", 1.5), ("pop", "n_negatives", 0), ("dss", "init_std", -1),
+])
+def test_shared_model_fields_are_range_checked_for_every_model(model, key, value):
+    with pytest.raises(ConfigError, match=rf"model.\w+: expected"):
+        make_config(model, {"model": {key: value}})

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from sigmarec.config import check_options
+from sigmarec.config import check, check_options
 from sigmarec.data.batching import Batch
 from sigmarec.models.layers.losses import next_item_loss
 
@@ -19,6 +20,27 @@ from sigmarec.models.layers.losses import next_item_loss
 # those defaults: MIND .0373, ComiRec-SA .0436, ComiRec-DR .0324). With these, the BENCHMARKS.md runs reached their
 # best validation NDCG@20 at epochs 82-711 on Office (3 seeds each).
 SPLIT_POINT_TRAINING: dict[str, dict[str, Any]] = {"train": {"epochs": 1000, "patience": 40}}
+
+
+class ModelConfig:
+    """Base of every model's config dataclass: the rules for the fields models share, checked when the config
+    is built (before any data is read), whichever model declares them. A model adds its own in ``__post_init__``
+    (calling this one)."""
+
+    def __post_init__(self) -> None:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        for name, value in values.items():
+            if name.endswith("dropout"):
+                check(f"model.{name}", 0.0 <= value < 1.0, "a probability in [0, 1)", value)
+        for name in ("hidden_size", "n_layers", "n_heads", "n_interests", "n_negatives"):
+            if name in values:
+                check(f"model.{name}", values[name] >= 1, "an integer >= 1", values[name])
+        for name in ("init_std", "temperature"):
+            if values.get(name) is not None:  # None: the layer's own initialisation
+                check(f"model.{name}", math.isfinite(values[name]) and values[name] > 0, "a positive number", values[name])
+        if "n_heads" in values and "hidden_size" in values:
+            check("model.hidden_size", values["hidden_size"] % values["n_heads"] == 0,
+                  f"a multiple of model.n_heads ({values['n_heads']})", values["hidden_size"])
 
 
 def loss_parts(out: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

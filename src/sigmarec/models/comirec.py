@@ -23,13 +23,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sigmarec.models.base import ModelConfig
 from sigmarec.models.layers.capsules import CapsuleLayer, MultiInterestRecommender, RoutingInit, newest_aligned
 from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.losses import NextItemLoss
 
 
 @dataclass
-class ComiRecDRConfig:
+class ComiRecDRConfig(ModelConfig):
     hidden_size: int = 64  # d (paper: 64)
     n_interests: int = 4  # K (paper: 4)
     routing_iterations: int = 3  # paper / code: 3
@@ -47,7 +48,7 @@ class ComiRecDRConfig:
 
 
 @dataclass
-class ComiRecSAConfig:
+class ComiRecSAConfig(ModelConfig):
     hidden_size: int = 64  # d (paper: 64)
     n_interests: int = 4  # K = number of attention heads (paper: 4)
     attention_hidden: int = 256  # rows of W1: 4 * d in the paper; 0 = 4 * hidden_size

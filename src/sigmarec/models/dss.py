@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sigmarec.data.batching import Batch
-from sigmarec.models.base import SPLIT_POINT_TRAINING, SequentialRecommender
+from sigmarec.models.base import SPLIT_POINT_TRAINING, ModelConfig, SequentialRecommender
 from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.prefixes import random_prefixes
 from sigmarec.models.layers.transformer import CausalEncoder
@@ -59,7 +59,7 @@ SEQ2ITEM_LOSSES: tuple[str, ...] = typing.get_args(Seq2ItemLoss)
 
 
 @dataclass
-class DSSConfig:
+class DSSConfig(ModelConfig):
     # --- encoder ---
     hidden_size: int = 64  # D = 64: the library's default, so full-ranking comparisons with SASRec share a width (paper tunes D)
     n_layers: int = 2  # self-attention blocks of the SASRec backbone: 2 = SASRec's setting (paper tunes it by random search)

@@ -8,14 +8,14 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from sigmarec.models.base import NextItemModel
+from sigmarec.models.base import ModelConfig, NextItemModel
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.losses import NextItemLoss
 
 
 @dataclass
-class GRU4RecConfig:
+class GRU4RecConfig(ModelConfig):
     hidden_size: int = 64  # item embedding / output size
     gru_size: int = 128
     n_layers: int = 1

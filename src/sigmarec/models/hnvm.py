@@ -61,7 +61,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from sigmarec.data.batching import Batch
-from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.base import ModelConfig, SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.gaussian import kl_diag_gaussians
 from sigmarec.models.layers.losses import bpr_loss, next_item_loss
@@ -70,7 +70,7 @@ from sigmarec.models.layers.sessions import SessionView, normalise_starts, sessi
 
 
 @dataclass
-class HNVMConfig:
+class HNVMConfig(ModelConfig):
     hidden_size: int = 64  # d: item embeddings and the output vector scored against them (library width; paper: not given)
     gru_size: int = 200  # states of the encoder, context and decoder GRUs and the MLPs' hidden width (paper: 200)
     z_size: int = 64  # D_z, the per-session latent z_n (paper: not given)

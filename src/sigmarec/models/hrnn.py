@@ -64,7 +64,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from sigmarec.data.batching import Batch
-from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.base import ModelConfig, SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.losses import next_item_loss
@@ -73,7 +73,7 @@ from sigmarec.models.layers.sessions import SessionView, normalise_starts, sessi
 
 
 @dataclass
-class SessionGRU4RecConfig:
+class SessionGRU4RecConfig(ModelConfig):
     hidden_size: int = 64  # item embedding / output size: the library compares models of the same width
     gru_size: int = 100  # session GRU units: the paper's 100 (authors' scripts)
     dropout: float = 0.1  # on item inputs, session outputs, HRNN's user-GRU input: the authors' session dropout, HNVM's too

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sigmarec.models.base import ModelConfig
 from sigmarec.models.layers.capsules import CapsuleLayer, MultiInterestRecommender, RoutingInit
 from sigmarec.models.layers.losses import NextItemLoss
 
 
 @dataclass
-class MINDConfig:
+class MINDConfig(ModelConfig):
     hidden_size: int = 64  # d: items and interests (ComiRec's setting for all baselines)
     n_interests: int = 4  # K (ComiRec's default)
     routing_iterations: int = 3  # MIND / ComiRec: 3

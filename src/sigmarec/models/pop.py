@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sigmarec.models.base import NextItemModel
+from sigmarec.models.base import ModelConfig, NextItemModel
 from sigmarec.models.layers.losses import NextItemLoss
 
 
 @dataclass
-class PopConfig:
+class PopConfig(ModelConfig):
     loss: NextItemLoss = "ce"  # ce: scores converge to log training frequencies | bce | sampled
     n_negatives: int = 100  # for loss=sampled
 

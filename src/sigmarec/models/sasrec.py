@@ -7,14 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sigmarec.models.base import NextItemModel
+from sigmarec.models.base import ModelConfig, NextItemModel
 from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.losses import NextItemLoss
 from sigmarec.models.layers.transformer import CausalEncoder
 
 
 @dataclass
-class SASRecConfig:
+class SASRecConfig(ModelConfig):
     hidden_size: int = 64
     n_layers: int = 2
     n_heads: int = 2

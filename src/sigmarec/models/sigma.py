@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sigmarec.data.batching import Batch
-from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.base import ModelConfig, SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.gaussian import kl_standard_normal, mixture_kl_mc
 from sigmarec.models.layers.init import init_weights
@@ -46,7 +46,7 @@ from sigmarec.models.layers.transformer import CausalEncoder
 
 
 @dataclass
-class SIGMAConfig:
+class SIGMAConfig(ModelConfig):
     # --- sequence VAE (SGM-VAE) ---
     hidden_size: int = 64  # d: items, interests and latents (authors: 128)
     n_layers: int = 1  # Transformer layers in each encoder and in the decoder (authors: 1)

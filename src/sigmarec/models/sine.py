@@ -66,7 +66,7 @@ import torch
 from torch import nn
 
 from sigmarec.data.batching import Batch
-from sigmarec.models.base import SPLIT_POINT_TRAINING, SequentialRecommender
+from sigmarec.models.base import SPLIT_POINT_TRAINING, ModelConfig, SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.losses import NextItemLoss, next_item_loss
@@ -75,7 +75,7 @@ from sigmarec.models.layers.prefixes import random_prefixes
 
 
 @dataclass
-class SINEConfig:
+class SINEConfig(ModelConfig):
     hidden_size: int = 64  # D: items, concepts, interests (paper: 128; 64 is the library's default width)
     n_interests: int = 4  # K active concepts per user (paper Table 3: 4 on MovieLens and Amazon, 8 on Taobao)
     n_concepts: int = 500  # L concept pool (paper Table 3: 500 on Amazon, the benchmarks' domain; 50 ML, 1000 Taobao)
