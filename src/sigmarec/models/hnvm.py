@@ -206,6 +206,13 @@ class HNVM(SequentialRecommender):
         steps = self.cfg.anneal_steps
         return 1.0 if steps <= 0 else min(1.0, float(self.step) / steps)
 
+    def _kl_weight_tensor(self) -> torch.Tensor:
+        """``kl_weight()`` on the step counter's device, without a host sync per step."""
+        steps = self.cfg.anneal_steps
+        if steps <= 0:
+            return torch.tensor(1.0, device=self.step.device)
+        return (self.step.double() / steps).clamp(max=1.0).float()
+
     # ---- distributions ----
     def _gaussian(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Network output -> (mean, log-variance) with the variance multiplied by ``variance_scale``."""
@@ -363,10 +370,9 @@ class HNVM(SequentialRecommender):
         u = dists["users"]
         has_items = dists["context"].view.n_sessions > 0
         kl_e = kl_diag_gaussians(u["post_mean"], u["post_logvar"], u["prior_mean"], u["prior_logvar"])[has_items].sum() / n_targets
-        w = self.kl_weight()
+        w = self._kl_weight_tensor()
         total = recon + w * (kl_z + kl_e)
-        return {"loss": total, "recon": recon.detach(), "kl_z": kl_z.detach(), "kl_e": kl_e.detach(),
-                "kl_weight": torch.tensor(w)}
+        return {"loss": total, "recon": recon.detach(), "kl_z": kl_z.detach(), "kl_e": kl_e.detach(), "kl_weight": w}
 
     # ---- inference (prior means; no leakage) ----
     def position_representations(self, inputs: torch.Tensor, session_starts: torch.Tensor | None = None,

@@ -216,6 +216,14 @@ class SIGMA(SequentialRecommender):
         c = self.cfg
         return c.kl_cap if c.anneal_steps <= 0 else min(c.kl_cap, float(self.step) / c.anneal_steps)
 
+    def _kl_weight_tensor(self) -> torch.Tensor:
+        """``kl_weight()`` computed on the step counter's device (no host sync per step; float64 then float32,
+        the value a Python float multiplying a float32 tensor takes)."""
+        c = self.cfg
+        if c.anneal_steps <= 0:
+            return torch.tensor(c.kl_cap, device=self.step.device)
+        return (self.step.double() / c.anneal_steps).clamp(max=c.kl_cap).float()
+
     # ---- MIE-VAE ----
     def unit_categories(self) -> torch.Tensor:
         return F.normalize(self.categories, dim=-1)
@@ -342,9 +350,9 @@ class SIGMA(SequentialRecommender):
                 parts["kl"] = mixture_kl_mc(z[mask], mu_m, lv_m, log_alpha, pm, plv).mean()
             else:
                 parts["kl"] = kl_standard_normal(mu_m, lv_m).mean()
-            lam = self.kl_weight()
+            lam = self._kl_weight_tensor()
             total = total + parts["recon"] + lam * parts["kl"]
-            parts["lambda"] = torch.tensor(lam)
+            parts["lambda"] = lam
         parts["loss"] = total
         return {k: v if k == "loss" else v.detach() for k, v in parts.items()}
 
