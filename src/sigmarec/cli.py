@@ -104,8 +104,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.split:
         frame = rec.recommend_split(args.split, args.k)
     else:
-        if args.history:
-            items = rec.recommend([h.strip() for h in args.history.split(",") if h.strip()], args.k)
+        if args.history is not None:
+            history = [h.strip() for h in args.history.split(",") if h.strip()]
+            if not history:
+                raise ConfigError("--history: give at least one item id (comma-separated, oldest first)")
+            items = rec.recommend(history, args.k)
         else:
             items = rec.recommend_user(args.user, args.k, new_session=args.new_session)
         import pandas as pd

@@ -49,6 +49,7 @@ class Recommender:
         each history's session-start flags (default: one session), internal user ids (default:
         unknown) and whether the recommendation opens a new session (default: it continues the
         newest one)."""
+        _check_k(k)
         if any(len(h) == 0 for h in histories):
             raise ConfigError("every history needs at least one item")
         encoded = [self.encode_items(h) for h in histories]
@@ -95,6 +96,7 @@ class Recommender:
     def recommend_split(self, split: str = "test", k: int = 10) -> pd.DataFrame:
         """One row per case and rank (``user, rank, item, score``), with exactly the inputs and
         exclusions ``evaluate`` uses, so its metrics can be recomputed from this table."""
+        _check_k(k)
         cases = {"valid": self.run.split.valid, "test": self.run.split.test}[split]
         cfg = self.run.cfg
         frames = []
@@ -103,10 +105,17 @@ class Recommender:
             top = torch.topk(scores, min(k, self.data.n_items), dim=1)
             idx, val = top.indices.cpu().numpy(), top.values.cpu().numpy()
             users = np.repeat(cases.users[rows], idx.shape[1])
+            eligible = np.isfinite(val.ravel())  # padding and excluded history score -inf and sort last
             frames.append(pd.DataFrame({
                 "user": self.data.user_ids[users],
                 "rank": np.tile(np.arange(1, idx.shape[1] + 1), len(idx)),
                 "item": self.data.item_ids[idx.ravel()],
                 "score": val.ravel(),
-            }))
+            })[eligible])
         return pd.concat(frames, ignore_index=True)
+
+
+def _check_k(k: int) -> None:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"k (the number of recommendations) must be an integer >= 1, got {k!r}")
+

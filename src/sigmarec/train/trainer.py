@@ -99,10 +99,10 @@ class Trainer:
         self.cfg = cfg
         self.sources = sources or {}  # the layer that set each key (``runs.make_config``), noted in config.yaml
         self.run_dir = Path(run_dir)
+        self.device = resolve_device(cfg.train.device)  # before reading data: a missing device fails fast
         self.data = data if data is not None else load_dataset(cfg.data)
         self.split: Split = make_split(self.data, cfg.protocol, cfg.data.max_len)
         check_metric_name(cfg.train.valid_metric, cfg.eval.ks, cfg.eval.sampled_negatives > 0)
-        self.device = resolve_device(cfg.train.device)
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
         torch.manual_seed(cfg.train.seed)

@@ -1,0 +1,79 @@
+"""Bad settings, ids and requests give one clear line and a non-zero exit, never a traceback or garbage."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from sigmarec.runs import make_config
+from sigmarec.serve.recommender import Recommender
+from sigmarec.train.trainer import Trainer
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rel")
+    cfg = make_config("sasrec", {
+        "data": {"dataset": "synthetic", "synthetic_users": 150, "cache_dir": str(tmp / "cache"), "max_len": 20},
+        "model": {"hidden_size": 16, "n_layers": 1}, "eval": {"ks": [5, 10]},
+        "train": {"epochs": 1, "batch_size": 64, "progress": False, "seed": 3, "valid_metric": "ndcg@10"},
+    })
+    Trainer(cfg, tmp / "run").fit()
+    return tmp / "run"
+
+
+def test_recommend_split_with_k_above_the_eligible_items_returns_only_eligible_items(run_dir):
+    rec = Recommender.from_run(run_dir, device="cpu")
+    frame = rec.recommend_split("test", k=10**6)
+    assert "<pad>" not in set(frame["item"]) and frame["score"].map(lambda s: s > float("-inf")).all()
+    data, cases = rec.data, rec.run.split.test
+    for row in range(0, len(cases), 37):  # a sample of users: history items never come back
+        user = data.user_ids[cases.users[row]]
+        history = set(data.item_ids[data.items[cases.starts[row]:cases.ends[row]]])
+        got = frame[frame["user"] == user]
+        assert not history & set(got["item"])
+        assert len(got) == data.n_items - len(history)
+        assert list(got["rank"]) == list(range(1, len(got) + 1))
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--split", "test", "-k", "-1"], "k (the number of recommendations) must be an integer >= 1"),
+    (["--history", "", "-k", "3"], "--history: give at least one item id"),
+    (["--history", " , ", "-k", "3"], "--history: give at least one item id"),
+    (["--user", "no-such-user"], "unknown user id 'no-such-user'"),
+    (["--history", "nope", "-k", "2"], "unknown item id(s) ['nope']"),
+    (["--user", "0", "--device", "cuda:7"], "device 'cuda:7'"),
+])
+def test_bad_recommend_requests_fail_in_one_line(run_dir, args, fragment):
+    proc = run_cli("recommend", str(run_dir), *args, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert fragment in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("sets,fragment", [
+    (["train.device=bogus"], "train.device: expected auto, cpu, mps, cuda or cuda:N"),
+    (["train.epochs=.nan"], "train.epochs: expected an integer"),
+    (["train.epochs=inf"], "train.epochs: expected an integer"),
+    (["eval.ks=[0,5]"], "eval.ks: expected a non-empty list"),
+    (["model.hidden_size=0"], "model.hidden_size: expected an integer >= 1"),
+    (["train.valid_metric=ndcg@7"], "train.valid_metric 'ndcg@7' is not produced"),
+])
+def test_bad_training_settings_fail_before_any_work(tmp_path, sets, fragment):
+    out = tmp_path / "run"
+    args = [a for s in sets for a in ("--set", s)]
+    proc = run_cli("train", "sasrec", "--set", f"data.cache_dir={tmp_path / 'cache'}", *args, "--out", str(out), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert fragment in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (out / "epochs.jsonl").exists()
+
+
+def test_a_cuda_device_on_a_machine_without_one_is_refused_before_reading_data(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = run_cli("train", "sasrec", "--dataset", str(tmp_path / "missing.csv"), "--set", "train.device=cuda",
+                   "--out", str(tmp_path / "r"), check=False)
+    assert proc.returncode == 2 and "sees no CUDA device" in proc.stderr and "missing.csv" not in proc.stderr
