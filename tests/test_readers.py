@@ -94,6 +94,13 @@ def test_s3rec_user_without_items(tmp_path):
         read_s3rec(path)
 
 
+@pytest.mark.parametrize("line", ["13\t14,15 ;; 16", "13 14;15", "u1,i1,5"])
+def test_s3rec_tokens_with_separators_are_a_wrong_format(tmp_path, line):
+    path = write(tmp_path, "seq.txt", f"1 2 3\n{line}\n")
+    with raises_at(path, 2, "whitespace-separated"):
+        read_s3rec(path)
+
+
 def test_s3rec_blank_only(tmp_path):
     path = write(tmp_path, "seq.txt", "\n\n")
     with raises_at(path, None, "empty"):

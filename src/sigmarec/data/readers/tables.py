@@ -36,6 +36,10 @@ def read_s3rec(path: str | Path) -> RawData:
         parts = line.split()
         if not parts:
             continue
+        odd = next((t for t in parts if "," in t or ";" in t), None)
+        if odd is not None:  # S3Rec ids are whitespace-separated: a comma or semicolon means another format
+            raise DataError(f"{p} line {n}: token {odd!r} contains a separator; S3Rec lines are whitespace-separated ids "
+                            "(user item item ...). For a CSV or other table, set data.format (e.g. csv) and data.sep")
         if len(parts) == 1:
             raise DataError(f"{p} line {n}: expected a user id followed by at least one item id, got only {parts[0]!r}")
         users.append(parts[0])
