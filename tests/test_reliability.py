@@ -77,3 +77,32 @@ def test_a_cuda_device_on_a_machine_without_one_is_refused_before_reading_data(t
     proc = run_cli("train", "sasrec", "--dataset", str(tmp_path / "missing.csv"), "--set", "train.device=cuda",
                    "--out", str(tmp_path / "r"), check=False)
     assert proc.returncode == 2 and "sees no CUDA device" in proc.stderr and "missing.csv" not in proc.stderr
+
+
+def test_a_second_writer_is_refused_with_the_pid_holding_the_run(tmp_path):
+    import os
+
+    from sigmarec.runs import RunLock
+
+    out = tmp_path / "run"
+    with RunLock(out):
+        proc = run_cli("train", "sasrec", "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.epochs=1",
+                       "--out", str(out), check=False)
+    assert proc.returncode == 2 and f"in use by process {os.getpid()}" in proc.stderr, proc.stderr
+    assert not (out / "epochs.jsonl").exists()
+    with RunLock(out):  # released: it can be taken again
+        pass
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed_on_start(tmp_path):
+    from sigmarec.runs import remove_stale_temporaries
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / ".last.k3j2x9").mkdir(parents=True)
+    (run / "checkpoints" / ".last.k3j2x9" / "model.safetensors").write_bytes(b"half")
+    (run / ".epochs.jsonl.ab12").write_text("{")
+    (run / "checkpoints" / "best.old").mkdir()  # a fallback checkpoint, not a temporary: kept
+    (run / "notes.txt").write_text("mine")
+    removed = remove_stale_temporaries(run)
+    assert sorted(p.name for p in removed) == [".epochs.jsonl.ab12", ".last.k3j2x9"]
+    assert (run / "checkpoints" / "best.old").exists() and (run / "notes.txt").exists()

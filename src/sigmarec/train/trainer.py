@@ -28,8 +28,8 @@ from sigmarec.data.protocols import Split, make_split
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import evaluate
 from sigmarec.models.registry import get_model_class
-from sigmarec.runs import (build_model, find_checkpoint, load_checkpoint, resolve_device, save_checkpoint,
-                           write_json_atomic, write_text_atomic)
+from sigmarec.runs import (RunLock, build_model, find_checkpoint, load_checkpoint, remove_stale_temporaries, resolve_device,
+                           save_checkpoint, write_json_atomic, write_text_atomic)
 
 log = logging.getLogger("sigmarec")
 LOG_EVERY = 50  # steps between reading the summed losses back from the device (progress bar, non-finite check)
@@ -188,6 +188,14 @@ class Trainer:
         return evaluate(self.model, self.data, cases, self.cfg.eval, self.cfg.data.max_len, self.device)
 
     def fit(self) -> dict[str, Any]:
+        """Train (or resume) to the end, holding the run directory's lock throughout; returns the final metrics."""
+        with RunLock(self.run_dir):
+            removed = remove_stale_temporaries(self.run_dir)
+            if removed:
+                log.info("removed %d temporary file(s) left by an interrupted run in %s", len(removed), self.run_dir)
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         tc = self.cfg.train
         self._prepare_run_dir()
         ckpt_dir = self.run_dir / "checkpoints"
