@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 
 from sigmarec.data.batching import Batch
 from sigmarec.models.sasrec import SASRec, SASRecConfig
+from sigmarec.config import RunError
 from sigmarec.runs import find_checkpoint, load_checkpoint, save_checkpoint
 
 N_ITEMS, MAX_LEN = 30, 8
@@ -91,7 +92,8 @@ def test_files_are_safetensors_and_json_only(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["best", "ckpt"]  # no temporaries or .old copies left behind
     meta = json.loads((tmp_path / "ckpt" / "state.json").read_text())
     assert meta["epoch"] == 2 and "param_groups" in meta["optimizer"]
-    assert json.loads((tmp_path / "best" / "state.json").read_text()) == {"epoch": 2, "ndcg@10": 0.5}
+    best = json.loads((tmp_path / "best" / "state.json").read_text())
+    assert set(best.pop("files")) == {"model.safetensors"} and best == {"epoch": 2, "ndcg@10": 0.5}
     weights = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
     assert set(weights) == set(model.state_dict())
     # not pickles: each tensor file starts with the safetensors length-prefixed JSON header
@@ -143,3 +145,56 @@ def test_find_checkpoint_prefers_complete_current_and_ignores_partial(tmp_path):
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial" / "model.safetensors").write_bytes(b"")
     assert find_checkpoint(tmp_path / "partial") is None
+
+
+# ---------------------------------------------------------------- corruption
+
+
+def _saved(tmp_path):
+    torch.manual_seed(0)
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    train_steps(model, opt, range(2))
+    save_checkpoint(tmp_path / "last", model, opt, {"epoch": 2})
+    return model, opt
+
+
+@pytest.mark.parametrize("damage", ["flip one bit", "truncate", "delete"])
+@pytest.mark.parametrize("name", ["model.safetensors", "optimizer.safetensors"])
+def test_a_damaged_tensor_file_is_named_on_load(tmp_path, damage, name):
+    model, opt = _saved(tmp_path)
+    path = tmp_path / "last" / name
+    raw = bytearray(path.read_bytes())
+    if damage == "flip one bit":
+        raw[len(raw) // 2] ^= 0x01
+        path.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        path.write_bytes(bytes(raw[: len(raw) // 3]))
+    else:
+        path.unlink()
+    with pytest.raises(RunError, match=rf"{name}: (checksum mismatch|missing)"):
+        load_checkpoint(tmp_path / "last", make_model(), torch.optim.Adam(make_model().parameters()))
+
+
+def test_a_truncated_state_file_is_named(tmp_path):
+    _saved(tmp_path)
+    state = tmp_path / "last" / "state.json"
+    state.write_text(state.read_text()[:40])
+    with pytest.raises(RunError, match=r"state.json: not a valid checkpoint state"):
+        load_checkpoint(tmp_path / "last", make_model())
+
+
+def test_find_checkpoint_prefers_an_intact_copy_and_says_so(tmp_path, caplog):
+    _saved(tmp_path)
+    import shutil
+
+    shutil.copytree(tmp_path / "last", tmp_path / "last.old")  # what a crash between the two renames leaves
+    path = tmp_path / "last" / "model.safetensors"
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x10
+    path.write_bytes(bytes(raw))
+    with caplog.at_level("WARNING", logger="sigmarec"):
+        assert find_checkpoint(tmp_path / "last") == tmp_path / "last.old"
+    assert "checksum mismatch" in caplog.text and "last.old instead" in caplog.text
+    shutil.rmtree(tmp_path / "last.old")
+    assert find_checkpoint(tmp_path / "last") == tmp_path / "last"  # no intact copy: loading it will name the file

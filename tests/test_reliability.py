@@ -106,3 +106,32 @@ def test_stale_temporaries_of_a_killed_run_are_removed_on_start(tmp_path):
     removed = remove_stale_temporaries(run)
     assert sorted(p.name for p in removed) == [".epochs.jsonl.ab12", ".last.k3j2x9"]
     assert (run / "checkpoints" / "best.old").exists() and (run / "notes.txt").exists()
+
+
+def _tiny_train_args(tmp_path, epochs):
+    return ["train", "sasrec", "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "data.synthetic_users=120",
+            "--set", "model.hidden_size=16", "--set", "model.n_layers=1", "--set", f"train.epochs={epochs}",
+            "--set", "train.progress=false", "--set", "eval.ks=[5,10]", "--set", "train.valid_metric=ndcg@10",
+            "--out", str(tmp_path / "run")]
+
+
+def test_a_log_line_cut_short_by_a_crash_does_not_block_resume(tmp_path):
+    import json
+
+    run_cli(*_tiny_train_args(tmp_path, 2))
+    log = tmp_path / "run" / "epochs.jsonl"
+    log.write_text(log.read_text() + '{"epoch": 3, "loss": 4.')  # killed while writing the next record
+    proc = run_cli(*_tiny_train_args(tmp_path, 3), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_a_run_without_its_trainer_state_is_not_silently_restarted(tmp_path):
+    run_cli(*_tiny_train_args(tmp_path, 1))
+    (tmp_path / "run" / "checkpoints" / "last" / "state.json").unlink()
+    metrics = (tmp_path / "run" / "metrics.json").read_text()
+    proc = run_cli(*_tiny_train_args(tmp_path, 1), check=False)
+    assert proc.returncode == 2 and "--restart" in proc.stderr, proc.stderr
+    assert (tmp_path / "run" / "metrics.json").read_text() == metrics  # nothing overwritten
+    proc = run_cli(*_tiny_train_args(tmp_path, 1), "--restart", check=False)
+    assert proc.returncode == 0, proc.stderr

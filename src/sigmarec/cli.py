@@ -58,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out) if args.out else default_run_dir(cfg)
     print(f"run directory: {out}", file=sys.stderr)
-    metrics = Trainer(cfg, out, sources=sources).fit()
+    metrics = Trainer(cfg, out, sources=sources, restart=args.restart).fit()
     print(json.dumps(metrics["test"], indent=2) if args.json else _table({cfg.model_name: metrics["test"]}, cfg.eval.ks,
                                                                          protocol=cfg.protocol.name))
     return 0
@@ -199,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting, e.g. train.lr=1e-3")
     t.add_argument("--out", help="run directory (default: runs/MODEL-DATASET-TIME)")
     t.add_argument("--json", action="store_true", help="print test metrics as JSON")
+    t.add_argument("--restart", action="store_true",
+                   help="train from scratch when --out holds results but no readable last checkpoint (otherwise refused)")
     t.add_argument("--show-config", action="store_true",
                    help="print the resolved configuration, each non-default value marked with the layer that set it "
                         "(model training defaults, data set, preset, --config, --set), and exit")

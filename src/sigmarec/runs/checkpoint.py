@@ -6,7 +6,9 @@ written under a temporary name and renamed into place, so a crash never leaves h
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -14,9 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from sigmarec.config import RunError
 from sigmarec.runs.files import write_json_atomic
+
+log = logging.getLogger("sigmarec")
 
 
 def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -53,7 +59,8 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
         tensors, opt_meta = _split_optimizer(optimizer.state_dict())
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         meta["optimizer"] = opt_meta
-    write_json_atomic(tmp / "state.json", meta)
+    meta["files"] = {f.name: {"sha256": file_sha256(f), "bytes": f.stat().st_size} for f in sorted(tmp.glob("*.safetensors"))}
+    write_json_atomic(tmp / "state.json", meta)  # last: its checksums vouch for the tensor files
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -62,23 +69,75 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     shutil.rmtree(old, ignore_errors=True)
 
 
-def find_checkpoint(directory: Path) -> Path | None:
-    """The checkpoint at ``directory``, or its previous copy if a crash hit between the two renames."""
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_state(directory: Path) -> dict[str, Any]:
+    """A checkpoint's ``state.json``, or a RunError naming it when it is truncated or not JSON."""
+    path = Path(directory) / "state.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not a valid checkpoint state (truncated or corrupted: {exc})") from None
+    if not isinstance(meta, dict):
+        raise RunError(f"{path}: not a valid checkpoint state (expected a JSON object)")
+    return meta
+
+
+def verify_checkpoint(directory: Path) -> dict[str, Any]:
+    """Check every tensor file against the size and SHA-256 recorded in ``state.json``; return the state.
+    Checkpoints written before checksums existed carry none and pass unchecked."""
     directory = Path(directory)
-    for cand in (directory, directory.with_name(directory.name + ".old")):
-        if (cand / "state.json").exists():
-            return cand
-    return None
+    meta = read_state(directory)
+    for name, info in (meta.get("files") or {}).items():
+        path = directory / name
+        if not path.exists():
+            raise RunError(f"{path}: missing (the checkpoint's state.json lists it)")
+        if path.stat().st_size != info["bytes"] or file_sha256(path) != info["sha256"]:
+            raise RunError(f"{path}: checksum mismatch: the file changed or was corrupted after it was written "
+                           f"({path.stat().st_size} bytes, {info['bytes']} recorded)")
+    return meta
+
+
+def find_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint at ``directory``, or its previous copy (``NAME.old``, left when a crash hit between the two
+    renames of ``save_checkpoint``), preferring one whose checksums hold; None when neither exists. A corrupt
+    checkpoint with no intact copy is returned as is, so loading it raises the error that names the file."""
+    directory = Path(directory)
+    found = [c for c in (directory, directory.with_name(directory.name + ".old")) if (c / "state.json").exists()]
+    for cand in found:
+        try:
+            verify_checkpoint(cand)
+        except RunError as exc:
+            log.warning("%s", exc)
+            continue
+        if cand != found[0]:
+            log.warning("using %s instead: its checksums hold", cand)
+        return cand
+    return found[0] if found else None
 
 
 def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Load weights (and optimizer state) in place; return the trainer state."""
+    """Load weights (and optimizer state) in place after checking their checksums; return the trainer state."""
     directory = Path(directory)
-    meta = json.loads((directory / "state.json").read_text())
-    model.load_state_dict(load_file(str(directory / "model.safetensors"), device=str(device)))
+    meta = verify_checkpoint(directory)
+    model.load_state_dict(_load_tensors(directory / "model.safetensors", device))
     if optimizer is not None and "optimizer" in meta:
-        tensors = load_file(str(directory / "optimizer.safetensors"), device=str(device))
+        tensors = _load_tensors(directory / "optimizer.safetensors", device)
         optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
     meta.pop("optimizer", None)
+    meta.pop("files", None)
     return meta
+
+
+def _load_tensors(path: Path, device: torch.device | str) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as exc:
+        raise RunError(f"{path}: cannot be read as safetensors ({exc})") from None

@@ -95,8 +95,10 @@ class Trainer:
     """Fits one model on one split; ``fit()`` returns the final validation and test metrics."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, data: SequenceData | None = None,
-                 sources: dict[str, str] | None = None, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> None:
+                 sources: dict[str, str] | None = None, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+                 restart: bool = False) -> None:
         self.cfg = cfg
+        self.restart = restart  # train from scratch even if the run directory holds results but no readable last checkpoint
         self.sources = sources or {}  # the layer that set each key (``runs.make_config``), noted in config.yaml
         self.run_dir = Path(run_dir)
         self.device = resolve_device(cfg.train.device)  # before reading data: a missing device fails fast
@@ -129,16 +131,33 @@ class Trainer:
                                                        "train_targets": self.split.n_train_targets,
                                                        "valid_cases": len(self.split.valid), "test_cases": len(self.split.test)})
 
+    def _holds_training(self) -> bool:
+        """Whether the run directory has results of earlier training (a metrics file, a best checkpoint or logged epochs)."""
+        log_path = self.run_dir / "epochs.jsonl"
+        return ((self.run_dir / "metrics.json").exists() or find_checkpoint(self.run_dir / "checkpoints" / "best") is not None
+                or (log_path.exists() and log_path.read_text().strip() != ""))
+
     def _log_epoch(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / "epochs.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def _truncate_log(self, last_epoch: int) -> None:
+        """Keep the log lines of epochs up to the checkpoint's; a line cut short by a crash is dropped, not fatal."""
         path = self.run_dir / "epochs.jsonl"
         if not path.exists():
             return
-        lines = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["epoch"] <= last_epoch]
-        write_text_atomic(path, "".join(l + "\n" for l in lines))
+        kept = []
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                epoch = json.loads(line)["epoch"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                log.warning("%s line %d: not a complete epoch record (cut short by a crash?); dropped", path, n)
+                continue
+            if epoch <= last_epoch:
+                kept.append(line)
+        write_text_atomic(path, "".join(l + "\n" for l in kept))
 
     # ---- training ----
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -207,6 +226,13 @@ class Trainer:
             self._truncate_log(state["epoch"])
             log.info("resumed %s from epoch %d (best %s=%.4f at epoch %d)", self.run_dir, state["epoch"], tc.valid_metric,
                      state["best_value"], state["best_epoch"])
+        elif self._holds_training():
+            if not self.restart:
+                raise RunError(f"{self.run_dir} holds a trained or partly trained run but no readable checkpoints/last; "
+                               "training again would overwrite it: pass --restart (Trainer(restart=True)) to start over, "
+                               "or use another --out")
+            log.warning("%s: no readable last checkpoint; starting over (--restart)", self.run_dir)
+            self._truncate_log(0)
         elif (self.run_dir / "epochs.jsonl").exists():
             self._truncate_log(0)
         start = time.time()
@@ -235,10 +261,10 @@ class Trainer:
             state["epoch"] = epoch
             if state["bad_epochs"] >= tc.patience:
                 state["finished"] = True
+            self._log_epoch(record)  # before the checkpoint that claims the epoch: a resume truncates it, never loses it
             if improved:
                 save_checkpoint(ckpt_dir / "best", self.model, None, {"epoch": epoch, tc.valid_metric: state["best_value"]})
             save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
-            self._log_epoch(record)
             eta = np.mean(epoch_times) * (tc.epochs - epoch)
             msg = f"epoch {epoch:3d} loss {losses['loss']:.4f} ({train_s:.1f}s)"
             if "valid" in record:
