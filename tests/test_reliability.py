@@ -135,3 +135,23 @@ def test_a_run_without_its_trainer_state_is_not_silently_restarted(tmp_path):
     assert (tmp_path / "run" / "metrics.json").read_text() == metrics  # nothing overwritten
     proc = run_cli(*_tiny_train_args(tmp_path, 1), "--restart", check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_run_refuses_data_that_changed_after_training(tmp_path):
+    """Shuffling the item column of the training file must not silently change evaluate's metrics."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"i{rng.integers(0, 40)}", t) for u in range(60) for t in range(8)]
+    data = tmp_path / "log.csv"
+    data.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    args = ["train", "sasrec", "--dataset", str(data), "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.epochs=1",
+            "--set", "model.hidden_size=16", "--set", "model.n_layers=1", "--set", "train.progress=false", "--out", str(tmp_path / "run")]
+    run_cli(*args)
+    items = [i for _, i, _ in rows]
+    rng.shuffle(items)
+    data.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for (u, _, t), i in zip(rows, items)))
+    for cmd in (["evaluate", str(tmp_path / "run")], ["recommend", str(tmp_path / "run"), "--user", "u1"], args):
+        proc = run_cli(*cmd, check=False)
+        assert proc.returncode == 2 and "trained on other data" in proc.stderr and "--allow-data-change" in proc.stderr, (cmd, proc.stderr)
+    assert run_cli("evaluate", str(tmp_path / "run"), "--allow-data-change", check=False).returncode == 0

@@ -58,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out) if args.out else default_run_dir(cfg)
     print(f"run directory: {out}", file=sys.stderr)
-    metrics = Trainer(cfg, out, sources=sources, restart=args.restart).fit()
+    metrics = Trainer(cfg, out, sources=sources, restart=args.restart, allow_data_change=args.allow_data_change).fit()
     print(json.dumps(metrics["test"], indent=2) if args.json else _table({cfg.model_name: metrics["test"]}, cfg.eval.ks,
                                                                          protocol=cfg.protocol.name))
     return 0
@@ -68,7 +68,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from sigmarec.evaluate.evaluator import evaluate
     from sigmarec.runs import load_run
 
-    run = load_run(args.run_dir, args.checkpoint, args.device)
+    run = load_run(args.run_dir, args.checkpoint, args.device, args.allow_data_change)
     cases = run.split.valid if args.split == "valid" else run.split.test
     metrics = evaluate(run.model, run.data, cases, run.cfg.eval, run.cfg.data.max_len, run.device)
     print(json.dumps(metrics, indent=2) if args.json else _table({f"{run.cfg.model_name} ({args.split})": metrics}, run.cfg.eval.ks,
@@ -100,7 +100,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from sigmarec.serve.recommender import Recommender
     from sigmarec.runs import write_text_atomic
 
-    rec = Recommender.from_run(args.run_dir, args.checkpoint, args.device)
+    rec = Recommender.from_run(args.run_dir, args.checkpoint, args.device, args.allow_data_change)
     if args.split:
         frame = rec.recommend_split(args.split, args.k)
     else:
@@ -127,7 +127,7 @@ def cmd_interests(args: argparse.Namespace) -> int:
     from sigmarec.evaluate.interests import interest_report
 
     out = Path(args.out) if args.out else Path(args.run_dir) / "interests"
-    report = interest_report(args.run_dir, out, args.top, args.checkpoint, args.device)
+    report = interest_report(args.run_dir, out, args.top, args.checkpoint, args.device, args.allow_data_change)
     nmi = report["nmi"]
     summary = "no known item categories" if nmi is None else f"NMI {nmi['value']:.4f} (random {nmi['random_baseline']:.4f})"
     print(f"wrote {out / 'interests.md'}: {summary}", file=sys.stderr)
@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--show-config", action="store_true",
                    help="print the resolved configuration, each non-default value marked with the layer that set it "
                         "(model training defaults, data set, preset, --config, --set), and exit")
+    t.add_argument("--allow-data-change", action="store_true", help="use the data even if it differs from what the run was trained on (refused otherwise)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a trained run")
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", choices=["best", "last"], default="best")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print the metric dict as JSON")
+    e.add_argument("--allow-data-change", action="store_true", help="use the data even if it differs from what the run was trained on (refused otherwise)")
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("compare", help="paired per-user significance test: runs of model A against runs of model B",
@@ -245,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", help="CSV file (default: stdout)")
     r.add_argument("--checkpoint", choices=["best", "last"], default="best")
     r.add_argument("--device", default="auto")
+    r.add_argument("--allow-data-change", action="store_true", help="use the data even if it differs from what the run was trained on (refused otherwise)")
     r.set_defaults(func=cmd_recommend)
 
     i = sub.add_parser("interests", help="report on the interests a trained multi-interest model (sigma) learned")
@@ -253,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--top", type=int, default=10, help="items listed per learned category")
     i.add_argument("--checkpoint", choices=["best", "last"], default="best")
     i.add_argument("--device", default="auto")
+    i.add_argument("--allow-data-change", action="store_true", help="use the data even if it differs from what the run was trained on (refused otherwise)")
     i.set_defaults(func=cmd_interests)
 
     m = sub.add_parser("demo", help="train on the bundled synthetic data set and print a comparison")

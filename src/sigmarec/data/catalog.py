@@ -202,8 +202,11 @@ def load_dataset(cfg: DataConfig, use_cache: bool = True) -> SequenceData:
     name = dataset_name(cfg)
     path, source = _source(cfg)
     cache = _cache_dir(cfg, source)
+    fingerprint = f"{source}|settings:{_cache_key(source, cfg)}"
     if use_cache and (cache / "ids.json").exists():
-        return SequenceData.load(cache)
+        data = SequenceData.load(cache)
+        data.fingerprint = fingerprint
+        return data
     if path is None:
         from sigmarec.data.synthetic import SyntheticConfig, generate
 
@@ -214,6 +217,7 @@ def load_dataset(cfg: DataConfig, use_cache: bool = True) -> SequenceData:
     data = preprocess(raw, PreprocessConfig.from_data_config(cfg), name=name)
     if use_cache:
         data.save(cache)
+    data.fingerprint = fingerprint
     return data
 
 

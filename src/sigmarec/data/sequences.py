@@ -56,6 +56,9 @@ class SequenceData:
     # bool [n_interactions]: True at the first interaction of each session (data/sessions.py);
     # None when the data has no timestamps (each user's sequence is then one session)
     session_starts: np.ndarray | None = None
+    # what ``load_dataset`` built this from: the input's content hash (or the generator's settings) and a hash of
+    # the settings that shape the output; a run directory stores it so a changed file is noticed ("" = unknown)
+    fingerprint: str = ""
 
     def __post_init__(self) -> None:
         self.items = np.asarray(self.items, dtype=np.int64)

@@ -157,13 +157,13 @@ def category_summaries(probs: np.ndarray, data: SequenceData, known: np.ndarray 
 
 
 def interest_report(run_dir: str | Path, out_dir: str | Path | None = None, top: int = 10, checkpoint: str = "best",
-                    device: str = "auto") -> dict[str, Any]:
+                    device: str = "auto", allow_data_change: bool = False) -> dict[str, Any]:
     """Write ``interests.md``, ``interests.json``, ``intensities.png`` and ``hard_interests.png``; return the numbers."""
     from sigmarec.runs import load_run
 
     if top < 1:
         raise ConfigError(f"top must be >= 1, got {top}")
-    run = load_run(run_dir, checkpoint, device)
+    run = load_run(run_dir, checkpoint, device, allow_data_change)
     check_interest_model(run.model, run.cfg.model_name)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "interests"
     out.mkdir(parents=True, exist_ok=True)

@@ -30,8 +30,9 @@ class Recommender:
         self._user_index = run.data.user_index()
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> "Recommender":
-        return cls(load_run(run_dir, checkpoint, device))
+    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "auto",
+                 allow_data_change: bool = False) -> "Recommender":
+        return cls(load_run(run_dir, checkpoint, device, allow_data_change))
 
     def encode_items(self, items: Sequence[str]) -> np.ndarray:
         ids = [self._item_index.get(str(i)) for i in items]

@@ -28,7 +28,7 @@ from sigmarec.data.protocols import Split, make_split
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import evaluate
 from sigmarec.models.registry import get_model_class
-from sigmarec.runs import (RunLock, build_model, find_checkpoint, load_checkpoint, remove_stale_temporaries, resolve_device,
+from sigmarec.runs import (RunLock, build_model, check_data_pin, find_checkpoint, load_checkpoint, remove_stale_temporaries, resolve_device,
                            save_checkpoint, write_json_atomic, write_text_atomic)
 
 log = logging.getLogger("sigmarec")
@@ -96,8 +96,9 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, data: SequenceData | None = None,
                  sources: dict[str, str] | None = None, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
-                 restart: bool = False) -> None:
+                 restart: bool = False, allow_data_change: bool = False) -> None:
         self.cfg = cfg
+        self.allow_data_change = allow_data_change  # resume on data that differs from what the run was trained on
         self.restart = restart  # train from scratch even if the run directory holds results but no readable last checkpoint
         self.sources = sources or {}  # the layer that set each key (``runs.make_config``), noted in config.yaml
         self.run_dir = Path(run_dir)
@@ -126,7 +127,8 @@ class Trainer:
                              f"the same settings or use a new --out (only train.{', train.'.join(RESUMABLE_CHANGES)} "
                              "may change on resume)")
         write_text_atomic(path, text)
-        write_json_atomic(self.run_dir / "data.json", {"name": self.data.name, **self.data.stats(),
+        check_data_pin(self.run_dir, self.data, self.allow_data_change)
+        write_json_atomic(self.run_dir / "data.json", {"name": self.data.name, "fingerprint": self.data.fingerprint, **self.data.stats(),
                                                        "train_windows": int(len(self.split.train_starts)),
                                                        "train_targets": self.split.n_train_targets,
                                                        "valid_cases": len(self.split.valid), "test_cases": len(self.split.test)})
