@@ -1,0 +1,110 @@
+"""The one place a run's configuration is assembled: which layers exist and in what order.
+
+Precedence, lowest first: code defaults (the config dataclasses) <- the model's training defaults
+(``train_defaults`` on its class) <- the data set's catalog settings <- the preset shipped for this
+model and data set <- the ``--config`` YAML file <- ``--set`` overrides. ``sigmarec.config.resolve``
+merges them; what it returns is exactly what is written to ``config.yaml`` and what runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sigmarec.config import ConfigError, MissingFileError, RunConfig, build_config, describe, load_yaml, resolve
+from sigmarec.data.catalog import CATALOG, dataset_defaults
+from sigmarec.models.registry import get_model_class
+
+PRESETS = Path(__file__).resolve().parent.parent / "presets"
+DEFAULT_DATASET = "synthetic"  # the data set when no layer names one (DataConfig's default)
+log = logging.getLogger("sigmarec")
+
+
+def find_preset(model: str, dataset: str, preset: str | None = "auto") -> Path | None:
+    """The tuned settings shipped for ``model`` on ``dataset``: ``presets/MODEL-DATASET.yaml`` for a
+    catalog data set, else ``presets/MODEL-default.yaml``, else none. ``preset`` may name one
+    (``office``, ``default``, or a YAML path) or be ``none``."""
+    model = model.lower()
+    if preset is None or preset == "none":
+        return None
+    if preset != "auto":
+        path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS / f"{model}-{preset}.yaml"
+        if not path.exists():
+            known = sorted(p.stem for p in PRESETS.glob(f"{model}-*.yaml"))
+            raise MissingFileError(f"preset {preset!r} not found ({path}); presets for {model}: {known or 'none'}")
+        return path
+    for name in (dataset, "default"):
+        path = PRESETS / f"{model}-{name}.yaml"
+        if name and path.exists():
+            return path
+    return None
+
+
+def config_layers(model: str, overrides: dict[str, Any] | None = None, config_file: str | Path | None = None,
+                  preset: str | None = "auto") -> list[tuple[str, dict[str, Any]]]:
+    """The named layers ``make_config`` resolves, lowest precedence first (see the module docstring)."""
+    cls = get_model_class(model)
+    user = [(f"config file {config_file}", load_yaml(config_file))] if config_file else []
+    user.append(("--set", dict(overrides or {})))
+    dataset = DEFAULT_DATASET
+    for _, values in user:
+        data = values.get("data") if isinstance(values.get("data"), dict) else {}
+        if data.get("dataset") is not None:
+            dataset = str(data["dataset"])
+            if dataset not in CATALOG and Path(dataset).exists():  # a file: stored as an absolute path
+                values["data"] = {**data, "dataset": str(Path(dataset).resolve())}
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if cls.train_defaults:
+        layers.append((f"{model.lower()} training defaults", cls.train_defaults))
+    if dataset_defaults(dataset):
+        layers.append((f"data set {dataset}", {"data": dataset_defaults(dataset)}))
+    path = find_preset(model, dataset, preset)
+    if path is not None:
+        layers.append((f"preset {path.name}", load_yaml(path)))
+    elif preset == "auto" and any(PRESETS.glob(f"{model.lower()}-*.yaml")):
+        log.info("no preset for %s on %s: code defaults", model, dataset)
+    return layers + user
+
+
+def make_config(model: str, overrides: dict[str, Any] | None = None, config_file: str | Path | None = None,
+                preset: str | None = "auto", sources: dict[str, str] | None = None) -> RunConfig:
+    """Resolve the layers of ``config_layers``; ``sources``, if given, is filled with the layer that set each key."""
+    layers = config_layers(model, overrides, config_file, preset)
+    cfg, found = resolve(model.lower(), get_model_class(model).config_class, layers)
+    for name, _ in layers:
+        if name.startswith("preset "):
+            log.info("using %s", name)
+    if sources is not None:
+        sources.update(found)
+    return cfg
+
+
+def show_config(model: str, overrides: dict[str, Any] | None = None, config_file: str | Path | None = None,
+                preset: str | None = "auto") -> str:
+    """The resolved configuration as YAML, each non-default value marked with the layer that set it."""
+    sources: dict[str, str] = {}
+    cfg = make_config(model, overrides, config_file, preset, sources)
+    return describe(cfg, sources)
+
+
+def default_run_dir(cfg: RunConfig, root: str | Path = "runs") -> Path:
+    ds = Path(cfg.data.dataset).name.split(".")[0]
+    return Path(root) / f"{cfg.model_name}-{ds}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The configuration a run directory was trained with (its ``config.yaml``)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise MissingFileError(f"{path}: not found; is {run_dir} a sigmarec run directory?")
+    values = yaml.safe_load(path.read_text())
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping with model_name and the config sections")
+    name = values.get("model_name")
+    if not name:
+        raise ConfigError(f"{path}: missing model_name")
+    return build_config(name, get_model_class(name).config_class, values)
