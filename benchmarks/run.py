@@ -27,7 +27,6 @@ from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import make_split
 from sigmarec.data.sequences import DataError
 from sigmarec.evaluate.evaluator import evaluate
-from sigmarec.models.base import loss_parts
 from sigmarec.runs import build_model, make_config
 from sigmarec.train.trainer import Trainer
 from sigmarec.data.batching import train_batches
@@ -113,10 +112,11 @@ def speed(args: argparse.Namespace) -> None:
         for epoch in range(args.epochs):
             t0 = time.time()
             for b in train_batches(split, cfg.train.batch_size, cfg.data.max_len, np.random.default_rng(epoch), not args.no_bucket):
-                loss = loss_parts(model.loss(b))["loss"]
+                loss = model(b)["loss"]
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                model.on_train_step()
             times.append(time.time() - t0)
         t0 = time.time()
         evaluate(model, data, split.test, cfg.eval, cfg.data.max_len)
