@@ -187,11 +187,13 @@ def test_cli_compare(runs, capsys):
     assert main(["compare", "--runs", *a, "--against", *b, "--metric", "mrr", "--metric", "ndcg@7", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     for text in ("A: sasrec-s{1,2}", "B: short", "Wilcoxon p", "paired-t p", "95% CI", "recall@40", "ndcg@40", "mrr",
-                 "ndcg@7", "sasrec-s{1,2} above short (p="):
+                 "ndcg@7", "sasrec-s{1,2} above short (p=", "caution: the groups have 2 and 1 runs"):
         assert text in out, text
     assert main(["compare", "--runs", *a, "--against", *a, "--json", "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert list(result["metrics"]) == ["recall@40", "ndcg@40"]
+    assert main(["compare", "--runs", *a, "--against", *a, "--device", "cpu"]) == 0
+    assert "caution" not in capsys.readouterr().out  # equal numbers of runs
     assert result["metrics"]["ndcg@40"]["diff"] == 0 and result["metrics"]["ndcg@40"]["wilcoxon_p"] == 1.0
     assert main(["compare", "--runs", *a, "--against", *b, "--metric", "foo@10"]) == 2
     assert "error: unknown metric 'foo@10'" in capsys.readouterr().err
