@@ -83,6 +83,21 @@ IB=(--dataset beauty --loss ce --threads 1 --patience 10)
 $PY benchmarks/run.py accuracy --model sigma "${IB[@]}" --seeds 1 --tag i15
 $PY benchmarks/run.py accuracy --model sigma "${IB[@]}" --seeds 1 --tag i15-nomie --set model.prior=standard
 $PY -m sigmarec.cli compare --runs runs/bench/sigma-beauty-ce-i15-s1 --against runs/bench/sigma-beauty-ce-i15-nomie-s1
+# ... then seeds 2-3, the shuffled control and SASRec-CE at the same width (3 seeds each), paired with equal seed counts
+$PY benchmarks/run.py accuracy --model sasrec "${IB[@]}" --seeds 1 2 3 --tag i15
+$PY benchmarks/run.py accuracy --model sigma "${IB[@]}" --seeds 2 3 --tag i15
+$PY benchmarks/run.py accuracy --model sigma "${IB[@]}" --seeds 2 3 --tag i15-nomie --set model.prior=standard
+$PY benchmarks/run.py accuracy --model sigma "${IB[@]}" --seeds 1 2 3 --tag i15-shuffle --set model.prior_shuffle=true
+$PY -m sigmarec.cli compare --runs runs/bench/sigma-beauty-ce-i15-s1 --against runs/bench/sasrec-beauty-ce-i15-s1
+$PY -m sigmarec.cli compare --runs runs/bench/sigma-beauty-ce-i15-nomie-s1 --against runs/bench/sasrec-beauty-ce-i15-s1
+for v in i15-nomie i15-shuffle; do
+  $PY -m sigmarec.cli compare --runs runs/bench/sigma-beauty-ce-i15-s{1,2,3} --against runs/bench/sigma-beauty-ce-$v-s{1,2,3}
+done
+$PY -m sigmarec.cli compare --runs runs/bench/sigma-beauty-ce-i15-s{1,2,3} --against runs/bench/sasrec-beauty-ce-i15-s{1,2,3}
+# the authors' width on Office (d = 128, 4 heads, max length 100), SASRec at the same width
+W=(--dataset office --loss ce --threads 1 --max-len 100 --set model.hidden_size=128 --set model.n_heads=4)
+$PY benchmarks/run.py accuracy --model sasrec "${W[@]}" --seeds 1 --tag i15-d128
+$PY benchmarks/run.py accuracy --model sigma "${W[@]}" --seeds 1 --tag i15-d128
 $PY benchmarks/run.py speed --dataset beauty --models sasrec sigma --threads 1
 $PY benchmarks/run.py speed --dataset office --models sasrec sine dss mind comirec_dr comirec_sa --epochs 3 --threads 1
 $PY benchmarks/run.py speed --dataset ml-100k --models gru4rec gru4rec_session hrnn hnvm sasrec --epochs 2 --threads 1
