@@ -155,3 +155,19 @@ def test_a_run_refuses_data_that_changed_after_training(tmp_path):
         proc = run_cli(*cmd, check=False)
         assert proc.returncode == 2 and "trained on other data" in proc.stderr and "--allow-data-change" in proc.stderr, (cmd, proc.stderr)
     assert run_cli("evaluate", str(tmp_path / "run"), "--allow-data-change", check=False).returncode == 0
+
+
+@pytest.mark.parametrize("case", ["out under a file", "dataset is a folder", "config is a folder"])
+def test_paths_the_machine_refuses_give_one_line(tmp_path, case):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    args = ["train", "sasrec", "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.epochs=1"]
+    if case == "out under a file":
+        args += ["--out", str(blocker / "run")]
+    elif case == "dataset is a folder":
+        args += ["--dataset", str(tmp_path), "--out", str(tmp_path / "r")]
+    else:
+        args += ["--config", str(tmp_path), "--out", str(tmp_path / "r")]
+    proc = run_cli(*args, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
