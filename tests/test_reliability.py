@@ -171,3 +171,27 @@ def test_paths_the_machine_refuses_give_one_line(tmp_path, case):
     proc = run_cli(*args, check=False)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: "), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated npz", "bad ids.json", "missing array"])
+def test_a_damaged_data_cache_is_rebuilt(tmp_path, damage, caplog):
+    import numpy as np
+
+    from sigmarec.config import DataConfig
+    from sigmarec.data.catalog import cache_path, load_dataset
+
+    cfg = DataConfig(dataset="synthetic", synthetic_users=80, cache_dir=str(tmp_path))
+    first = load_dataset(cfg)
+    cache = cache_path(cfg)
+    if damage == "truncated npz":
+        raw = (cache / "arrays.npz").read_bytes()
+        (cache / "arrays.npz").write_bytes(raw[: len(raw) // 2])
+    elif damage == "bad ids.json":
+        (cache / "ids.json").write_text('{"users": [')
+    else:
+        np.savez(cache / "arrays.npz", items=first.items)  # offsets gone
+    with caplog.at_level("WARNING", logger="sigmarec"):
+        again = load_dataset(cfg)
+    assert "rebuilding it" in caplog.text
+    assert np.array_equal(again.items, first.items) and np.array_equal(again.offsets, first.offsets)
+    assert load_dataset(cfg).n_items == first.n_items  # and the rebuilt cache reads

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import urllib.request
@@ -23,6 +24,7 @@ from sigmarec.data.readers import read_file
 from sigmarec.data.sequences import DataError, SequenceData
 
 CACHE_VERSION = 1
+log = logging.getLogger("sigmarec")
 
 
 @dataclass(frozen=True)
@@ -204,9 +206,14 @@ def load_dataset(cfg: DataConfig, use_cache: bool = True) -> SequenceData:
     cache = _cache_dir(cfg, source)
     fingerprint = f"{source}|settings:{_cache_key(source, cfg)}"
     if use_cache and (cache / "ids.json").exists():
-        data = SequenceData.load(cache)
-        data.fingerprint = fingerprint
-        return data
+        try:
+            data = SequenceData.load(cache)
+        except Exception as exc:  # noqa: BLE001 - a damaged cache (truncated zip, bad JSON, wrong arrays) is rebuilt
+            log.warning("%s: unreadable processed-data cache (%s: %s); rebuilding it from the input", cache,
+                        type(exc).__name__, exc)
+        else:
+            data.fingerprint = fingerprint
+            return data
     if path is None:
         from sigmarec.data.synthetic import SyntheticConfig, generate
 
