@@ -112,6 +112,8 @@ class Trainer:
         self.model = build_model(cfg, self.data).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.amp = cfg.train.amp and self.device.type == "cuda"
+        # logged loss sums: float64 (the sum a Python float loop gives), float32 where the device has no float64
+        self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         # what a training step calls: the model, or a wrapper around it (DistributedDataParallel, torch.compile)
         self.train_module: torch.nn.Module = wrap(self.model) if wrap is not None else self.model
 
@@ -187,7 +189,7 @@ class Trainer:
             self.optimizer.step()
             self.model.on_train_step()
             for k, v in parts.items():
-                v = v.detach().float()
+                v = v.detach().to(self.sum_dtype)
                 sums[k] = sums[k] + v if k in sums else v
             n += 1
             if n % LOG_EVERY == 0 or n == total:
