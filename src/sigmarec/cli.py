@@ -178,6 +178,11 @@ def _table(results: dict[str, dict[str, float]], ks: list[int], extra: dict[str,
     return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
 
 
+def _allow_data_change(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-data-change", action="store_true",
+                        help="use the data even if it differs from what the run was trained on (refused otherwise)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sigmarec", description="Sequential recommendation: train, evaluate and serve models.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -204,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--show-config", action="store_true",
                    help="print the resolved configuration, each non-default value marked with the layer that set it "
                         "(model training defaults, data set, preset, --config, --set), and exit")
-    t.add_argument("--allow-data-change", action="store_true", help="use the data even if it differs from what the run was trained on (refused otherwise)")
+    _allow_data_change(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a trained run")
@@ -213,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", choices=["best", "last"], default="best")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print the metric dict as JSON")
-    e.add_argument("--allow-data-change", action="store_true", help="use the data even if it differs from what the run was trained on (refused otherwise)")
+    _allow_data_change(e)
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("compare", help="paired per-user significance test: runs of model A against runs of model B",
@@ -247,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", help="CSV file (default: stdout)")
     r.add_argument("--checkpoint", choices=["best", "last"], default="best")
     r.add_argument("--device", default="auto")
-    r.add_argument("--allow-data-change", action="store_true", help="use the data even if it differs from what the run was trained on (refused otherwise)")
+    _allow_data_change(r)
     r.set_defaults(func=cmd_recommend)
 
     i = sub.add_parser("interests", help="report on the interests a trained multi-interest model (sigma) learned")
@@ -256,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--top", type=int, default=10, help="items listed per learned category")
     i.add_argument("--checkpoint", choices=["best", "last"], default="best")
     i.add_argument("--device", default="auto")
-    i.add_argument("--allow-data-change", action="store_true", help="use the data even if it differs from what the run was trained on (refused otherwise)")
+    _allow_data_change(i)
     i.set_defaults(func=cmd_interests)
 
     m = sub.add_parser("demo", help="train on the bundled synthetic data set and print a comparison")
@@ -272,10 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         return args.func(args)
-    except SigmarecError as exc:  # what the user asked for does not work: the message says why
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # the machine refused (a path, permissions, disk space)
+    except (SigmarecError, OSError) as exc:  # what was asked does not work, or the machine refused (path, disk): why
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

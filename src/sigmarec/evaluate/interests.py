@@ -29,7 +29,7 @@ from sigmarec.data.protocols import EvalSet
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import input_batches
 from sigmarec.models.layers.interests import interest_intensities
-from sigmarec.runs import write_json_atomic, write_text_atomic
+from sigmarec.runs import load_run, write_json_atomic, write_text_atomic
 
 KNOWN_COLUMNS = ("category", "class", "genre", "genres")
 MULTI_VALUED = ("class", "genre", "genres")  # space-separated lists: the first value is the label
@@ -159,8 +159,6 @@ def category_summaries(probs: np.ndarray, data: SequenceData, known: np.ndarray 
 def interest_report(run_dir: str | Path, out_dir: str | Path | None = None, top: int = 10, checkpoint: str = "best",
                     device: str = "auto", allow_data_change: bool = False) -> dict[str, Any]:
     """Write ``interests.md``, ``interests.json``, ``intensities.png`` and ``hard_interests.png``; return the numbers."""
-    from sigmarec.runs import load_run
-
     if top < 1:
         raise ConfigError(f"top must be >= 1, got {top}")
     run = load_run(run_dir, checkpoint, device, allow_data_change)

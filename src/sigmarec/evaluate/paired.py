@@ -275,7 +275,6 @@ def _verdict(r: dict[str, Any], name_a: str, name_b: str, alpha: float) -> str:
 
 def _load_groups(groups_a: Sequence[str | Path], groups_b: Sequence[str | Path], split: str, checkpoint: str,
                  device: str, recompute: bool) -> tuple[list[Path], list[Path], dict[Path, CaseRanks]]:
-
     _check_split_checkpoint(split, checkpoint)
     if isinstance(groups_a, (str, Path)) or isinstance(groups_b, (str, Path)):
         raise TypeError("groups_a and groups_b are lists of run directories")

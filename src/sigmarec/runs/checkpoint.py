@@ -106,10 +106,13 @@ def verify_checkpoint(directory: Path) -> dict[str, Any]:
 
 def find_checkpoint(directory: Path) -> Path | None:
     """The checkpoint at ``directory``, or its previous copy (``NAME.old``, left when a crash hit between the two
-    renames of ``save_checkpoint``), preferring one whose checksums hold; None when neither exists. A corrupt
-    checkpoint with no intact copy is returned as is, so loading it raises the error that names the file."""
+    renames of ``save_checkpoint``), preferring one whose checksums hold; None when neither exists. Checksums are
+    read here only when there is a choice to make; a single checkpoint is returned as is, and loading it checks
+    it (a corrupt one raises the error that names the file)."""
     directory = Path(directory)
     found = [c for c in (directory, directory.with_name(directory.name + ".old")) if (c / "state.json").exists()]
+    if len(found) < 2:
+        return found[0] if found else None
     for cand in found:
         try:
             verify_checkpoint(cand)

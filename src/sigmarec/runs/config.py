@@ -60,8 +60,8 @@ def config_layers(model: str, overrides: dict[str, Any] | None = None, config_fi
     layers: list[tuple[str, dict[str, Any]]] = []
     if cls.train_defaults:
         layers.append((f"{model.lower()} training defaults", cls.train_defaults))
-    if dataset_defaults(dataset):
-        layers.append((f"data set {dataset}", {"data": dataset_defaults(dataset)}))
+    if catalog := dataset_defaults(dataset):
+        layers.append((f"data set {dataset}", {"data": catalog}))
     path = find_preset(model, dataset, preset)
     if path is not None:
         layers.append((f"preset {path.name}", load_yaml(path)))

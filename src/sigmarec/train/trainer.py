@@ -74,7 +74,7 @@ def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optim
     params = [p for p in model.parameters() if p.requires_grad]
     if tc.weight_decay == 0 or tc.decay == "all":
         return opt_cls(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    decayed = [p for p in params if tc.decay == "all" or p.dim() >= 2]
+    decayed = [p for p in params if p.dim() >= 2]
     ids = {id(p) for p in decayed}
     groups = [{"params": decayed, "weight_decay": tc.weight_decay},
               {"params": [p for p in params if id(p) not in ids], "weight_decay": 0.0}]
