@@ -195,3 +195,25 @@ def test_a_damaged_data_cache_is_rebuilt(tmp_path, damage, caplog):
     assert "rebuilding it" in caplog.text
     assert np.array_equal(again.items, first.items) and np.array_equal(again.offsets, first.offsets)
     assert load_dataset(cfg).n_items == first.n_items  # and the rebuilt cache reads
+
+
+def test_a_run_serves_and_evaluates_from_its_own_copy_when_the_data_file_is_gone(tmp_path):
+    """The run directory keeps the processed data it was trained on (id maps, sequences): evaluate and recommend
+    give the same answers after the input file is deleted; without that copy the error names the missing file."""
+    import json
+    import shutil
+
+    rows = [(f"u{u}", f"i{(u * 7 + t * 3) % 37}", t) for u in range(60) for t in range(8)]
+    data = tmp_path / "log.csv"
+    data.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    run = tmp_path / "run"
+    run_cli("train", "sasrec", "--dataset", str(data), "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.epochs=1",
+            "--set", "model.hidden_size=16", "--set", "model.n_layers=1", "--set", "train.progress=false", "--out", str(run))
+    assert (run / "data" / "ids.json").exists()
+    before = [run_cli("evaluate", str(run), "--json").stdout, run_cli("recommend", str(run), "--user", "u3", "-k", "5").stdout]
+    data.unlink()
+    after = [run_cli("evaluate", str(run), "--json").stdout, run_cli("recommend", str(run), "--user", "u3", "-k", "5").stdout]
+    assert after == before and json.loads(after[0])
+    shutil.rmtree(run / "data")
+    proc = run_cli("evaluate", str(run), check=False)
+    assert proc.returncode == 2 and "log.csv: no such file" in proc.stderr and "Traceback" not in proc.stderr

@@ -21,7 +21,7 @@ from pathlib import Path
 from sigmarec.config import DataConfig
 from sigmarec.data.preprocess import PreprocessConfig, preprocess
 from sigmarec.data.readers import read_file
-from sigmarec.data.sequences import DataError, SequenceData
+from sigmarec.data.sequences import DataError, MissingDataError, SequenceData
 
 CACHE_VERSION = 1
 log = logging.getLogger("sigmarec")
@@ -118,7 +118,7 @@ def _download(entry: CatalogEntry, dest_dir: Path) -> Path:
                     f.write(chunk)
         except OSError as exc:
             os.unlink(tmp)
-            raise DataError(
+            raise MissingDataError(
                 f"data set {entry.name!r} not found locally and the download from {entry.url} failed ({exc}). "
                 f"Put {' or '.join(entry.files)} into one of the data folders (e.g. ../shared/data or ./data), "
                 f"set data.data_dir, or pass the file path as --dataset."
@@ -151,7 +151,7 @@ def locate(entry: CatalogEntry, cfg: DataConfig, download: bool = True) -> Path:
     searched = ", ".join(str(d) for d in data_dirs(cfg))
     if entry.url and download:
         return _download(entry, data_dirs(cfg)[-1])
-    raise DataError(
+    raise MissingDataError(
         f"data set {entry.name!r} not found: looked for {' or '.join(entry.files)} in {searched}. "
         f"Put the file in one of those folders, set data.data_dir, or pass its path as --dataset."
     )
@@ -189,7 +189,7 @@ def _source(cfg: DataConfig, download: bool = True) -> tuple[Path | None, str]:
         return None, f"{cfg.dataset}:{cfg.synthetic_seed}:{cfg.synthetic_users}"
     path = locate(CATALOG[cfg.dataset], cfg, download) if cfg.dataset in CATALOG else Path(cfg.dataset)
     if not path.exists():
-        raise DataError(f"{path}: no such file, and {cfg.dataset!r} is not a catalog name ({', '.join(CATALOG)})")
+        raise MissingDataError(f"{path}: no such file, and {cfg.dataset!r} is not a catalog name ({', '.join(CATALOG)})")
     return path, f"file:{file_digest(path)}"
 
 
@@ -198,11 +198,12 @@ def _cache_dir(cfg: DataConfig, source: str) -> Path:
     return cache_root / "processed" / f"{dataset_name(cfg)}-{_cache_key(source, cfg)}"
 
 
-def load_dataset(cfg: DataConfig, use_cache: bool = True) -> SequenceData:
-    """Catalog name or file path -> processed ``SequenceData`` (cached on disk)."""
+def load_dataset(cfg: DataConfig, use_cache: bool = True, download: bool = True) -> SequenceData:
+    """Catalog name or file path -> processed ``SequenceData`` (cached on disk). A missing input raises
+    ``MissingDataError`` (after trying the catalog's download when ``download``)."""
     cfg = resolve_config(cfg)
     name = dataset_name(cfg)
-    path, source = _source(cfg)
+    path, source = _source(cfg, download)
     cache = _cache_dir(cfg, source)
     fingerprint = f"{source}|settings:{_cache_key(source, cfg)}"
     if use_cache and (cache / "ids.json").exists():

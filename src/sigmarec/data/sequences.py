@@ -26,6 +26,10 @@ class DataError(SigmarecError, ValueError):
     """Bad input data: the message names the file, line or field and what was expected."""
 
 
+class MissingDataError(DataError):
+    """The input file of a data set is not there (a run directory can then use its own copy)."""
+
+
 @dataclass
 class RawData:
     """Interactions as read from a file, before any preprocessing.

@@ -12,7 +12,7 @@ import torch
 from sigmarec.config import ConfigError, RunConfig, RunError
 from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import Split, make_split
-from sigmarec.data.sequences import SequenceData
+from sigmarec.data.sequences import MissingDataError, SequenceData
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.registry import get_model_class
 from sigmarec.runs.checkpoint import find_checkpoint, load_checkpoint
@@ -57,13 +57,7 @@ def check_data_pin(run_dir: str | Path, data: SequenceData, allow_change: bool =
     """Refuse ``data`` if the run directory was trained on something else (``data.json``'s fingerprint: the input
     file's content hash and the preprocessing settings), unless ``allow_change``. Runs written before the
     fingerprint existed, or a run directory without data.json yet, pass."""
-    path = Path(run_dir) / "data.json"
-    if not path.exists():
-        return
-    try:
-        pinned = json.loads(path.read_text()).get("fingerprint", "")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        raise RunError(f"{path}: not valid JSON (truncated or corrupted)") from None
+    pinned = _pinned_fingerprint(run_dir)
     if pinned and data.fingerprint and pinned != data.fingerprint:
         if allow_change:
             log.warning("%s: the data differ from what this run was trained on (allowed by --allow-data-change)", run_dir)
@@ -73,12 +67,49 @@ def check_data_pin(run_dir: str | Path, data: SequenceData, allow_change: bool =
                        "they did. Restore the file, or pass --allow-data-change if you know what changed")
 
 
+SNAPSHOT = "data"  # RUN_DIR/data: the processed data the run was trained on (id maps, sequences, side tables)
+
+
+def save_data_snapshot(run_dir: str | Path, data: SequenceData) -> None:
+    """Keep the run's own copy of its processed data, so the run can be evaluated and served (user histories and
+    id maps) when the original file is gone. Written atomically; kept while the data stay the same."""
+    path = Path(run_dir) / SNAPSHOT
+    if (path / "ids.json").exists() and _pinned_fingerprint(run_dir) == data.fingerprint:
+        return
+    data.save(path)
+
+
+def _pinned_fingerprint(run_dir: str | Path) -> str:
+    path = Path(run_dir) / "data.json"
+    if not path.exists():
+        return ""
+    try:
+        return str(json.loads(path.read_text()).get("fingerprint", ""))
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise RunError(f"{path}: not valid JSON (truncated or corrupted)") from None
+
+
 def load_run_data(run_dir: str | Path, allow_data_change: bool = False) -> tuple[RunConfig, SequenceData, Split]:
-    """A run's config, data (from the cache; refused if it is not the data the run was trained on) and split,
-    without building the model."""
+    """A run's config, data and split, without building the model. The data come from the input file (through the
+    cache; refused if it is not the data the run was trained on), or, when that file is gone, from the run's copy."""
     cfg = load_run_config(run_dir)
-    data = load_dataset(cfg.data)
-    check_data_pin(run_dir, data, allow_data_change)
+    snapshot = Path(run_dir) / SNAPSHOT
+    has_snapshot = (snapshot / "ids.json").exists()
+    try:
+        data = load_dataset(cfg.data, download=not has_snapshot)
+    except MissingDataError as exc:
+        if not has_snapshot:
+            raise
+        try:
+            data = SequenceData.load(snapshot)
+        except Exception as load_exc:  # noqa: BLE001 - any damage to the copy: name it, with the original problem
+            raise RunError(f"{exc}; and the run's own copy of its data ({snapshot}) is unreadable "
+                           f"({type(load_exc).__name__}: {load_exc})") from None
+        data.fingerprint = _pinned_fingerprint(run_dir)
+        log.info("%s: the data file is not available (%s); using the run's own copy of the data it was trained on",
+                 run_dir, str(exc).split(":")[0])
+    else:
+        check_data_pin(run_dir, data, allow_data_change)
     return cfg, data, make_split(data, cfg.protocol, cfg.data.max_len)
 
 

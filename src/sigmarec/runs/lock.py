@@ -19,7 +19,8 @@ except ImportError:  # not POSIX: no locking
     fcntl = None  # type: ignore[assignment]
 
 # temporary names the atomic writers and save_checkpoint use (".NAME.<random>"), left behind by a kill or a full disk
-TEMP_PREFIXES = (".config.yaml.", ".data.json.", ".metrics.json.", ".epochs.jsonl.")
+# (".tmp-": the folder SequenceData.save writes the run's data copy into; "data.old": the copy it replaces)
+TEMP_PREFIXES = (".config.yaml.", ".data.json.", ".metrics.json.", ".epochs.jsonl.", ".tmp-", "data.old")
 CHECKPOINT_TEMP_PREFIXES = (".last.", ".best.")
 
 

@@ -28,7 +28,7 @@ from sigmarec.data.protocols import Split, make_split
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import evaluate
 from sigmarec.models.registry import get_model_class
-from sigmarec.runs import (RunLock, build_model, check_data_pin, find_checkpoint, load_checkpoint, remove_stale_temporaries, resolve_device,
+from sigmarec.runs import (RunLock, build_model, check_data_pin, find_checkpoint, load_checkpoint, remove_stale_temporaries, resolve_device, save_data_snapshot,
                            save_checkpoint, write_json_atomic, write_text_atomic)
 
 log = logging.getLogger("sigmarec")
@@ -130,6 +130,7 @@ class Trainer:
                              "may change on resume)")
         write_text_atomic(path, text)
         check_data_pin(self.run_dir, self.data, self.allow_data_change)
+        save_data_snapshot(self.run_dir, self.data)
         write_json_atomic(self.run_dir / "data.json", {"name": self.data.name, "fingerprint": self.data.fingerprint, **self.data.stats(),
                                                        "train_windows": int(len(self.split.train_starts)),
                                                        "train_targets": self.split.n_train_targets,
