@@ -217,3 +217,36 @@ def test_a_run_serves_and_evaluates_from_its_own_copy_when_the_data_file_is_gone
     shutil.rmtree(run / "data")
     proc = run_cli("evaluate", str(run), check=False)
     assert proc.returncode == 2 and "log.csv: no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _flip_a_byte(path):
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x20
+    path.write_bytes(bytes(raw))
+
+
+def test_a_damaged_last_checkpoint_resumes_from_best_and_reaches_the_same_result(tmp_path):
+    """`best` keeps the trainer state, so a run whose `last` is corrupt trains the epochs after `best` again, seeded
+    as before, and ends where it did; with both damaged the error names them and --restart starts over."""
+    import json
+
+    args = _tiny_train_args(tmp_path, 6)
+    run_cli(*args)
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    log_before = (run / "epochs.jsonl").read_text()
+    best_epoch = json.loads((run / "checkpoints" / "best" / "state.json").read_text())["epoch"]
+    _flip_a_byte(run / "checkpoints" / "last" / "model.safetensors")
+    proc = run_cli(*args, "--set", "train.epochs=6")
+    assert "checksum mismatch" in proc.stderr and f"resuming from checkpoints/best (epoch {best_epoch})" in proc.stderr
+    again = json.loads((run / "metrics.json").read_text())
+    assert again["test"] == metrics["test"] and again["best_epoch"] == metrics["best_epoch"]
+    assert [json.loads(l)["epoch"] for l in (run / "epochs.jsonl").read_text().splitlines()] == \
+        [json.loads(l)["epoch"] for l in log_before.splitlines()]
+    _flip_a_byte(run / "checkpoints" / "last" / "model.safetensors")
+    _flip_a_byte(run / "checkpoints" / "best" / "model.safetensors")
+    proc = run_cli(*args, check=False)
+    assert proc.returncode == 2 and "last/model.safetensors" in proc.stderr and "best/model.safetensors" in proc.stderr
+    assert "--restart" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli(*args, "--restart", check=False)
+    assert proc.returncode == 0 and "starting over" in proc.stderr

@@ -28,7 +28,7 @@ from sigmarec.data.protocols import Split, make_split
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import evaluate
 from sigmarec.models.registry import get_model_class
-from sigmarec.runs import (RunLock, build_model, check_data_pin, find_checkpoint, load_checkpoint, remove_stale_temporaries, resolve_device, save_data_snapshot,
+from sigmarec.runs import (RunLock, build_model, check_data_pin, find_checkpoint, load_checkpoint, read_state, remove_stale_temporaries, resolve_device, save_data_snapshot,
                            save_checkpoint, write_json_atomic, write_text_atomic)
 
 log = logging.getLogger("sigmarec")
@@ -136,6 +136,36 @@ class Trainer:
                                                        "train_targets": self.split.n_train_targets,
                                                        "valid_cases": len(self.split.valid), "test_cases": len(self.split.test)})
 
+    def _resume_state(self, ckpt_dir: Path) -> dict[str, Any] | None:
+        """Load ``last`` (or its intact previous copy) and return its trainer state; None when there is none. When
+        ``last`` is damaged, ``best`` stands in if it is intact and carries a trainer state (the epochs after it are
+        trained again, the same way: each epoch's randomness is seeded by its number); else the error names the file."""
+        last = find_checkpoint(ckpt_dir / "last")
+        if last is None:
+            return None
+        try:
+            return load_checkpoint(last, self.model, self.optimizer, self.device)
+        except RunError as exc:
+            damage = str(exc)
+        best = find_checkpoint(ckpt_dir / "best")
+        if best is not None:
+            try:
+                if "bad_epochs" not in read_state(best):
+                    raise RunError(f"{best} cannot stand in (written before best checkpoints kept the trainer state)")
+                state = load_checkpoint(best, self.model, self.optimizer, self.device)
+            except RunError as exc:
+                damage += f"; and {exc}"
+            else:
+                state.pop(self.cfg.train.valid_metric, None)
+                log.warning("%s; resuming from checkpoints/best (epoch %d) instead: the epochs after it are trained again",
+                            damage, state["epoch"])
+                return state
+        if self.restart:
+            log.warning("%s; starting over (--restart)", damage)
+            return None
+        raise RunError(f"{damage}; no intact checkpoint to resume from: pass --restart (Trainer(restart=True)) to start "
+                       "over, or use another --out")
+
     def _holds_training(self) -> bool:
         """Whether the run directory has results of earlier training (a metrics file, a best checkpoint or logged epochs)."""
         log_path = self.run_dir / "epochs.jsonl"
@@ -224,9 +254,9 @@ class Trainer:
         self._prepare_run_dir()
         ckpt_dir = self.run_dir / "checkpoints"
         state = {"epoch": 0, "best_epoch": 0, "best_value": -math.inf, "bad_epochs": 0, "finished": False}
-        last = find_checkpoint(ckpt_dir / "last")
-        if last is not None:
-            state.update(load_checkpoint(last, self.model, self.optimizer, self.device))
+        resumed = self._resume_state(ckpt_dir)
+        if resumed is not None:
+            state.update(resumed)
             state["finished"] = state["bad_epochs"] >= tc.patience  # a larger budget on resume continues the run
             self._truncate_log(state["epoch"])
             log.info("resumed %s from epoch %d (best %s=%.4f at epoch %d)", self.run_dir, state["epoch"], tc.valid_metric,
@@ -267,8 +297,8 @@ class Trainer:
             if state["bad_epochs"] >= tc.patience:
                 state["finished"] = True
             self._log_epoch(record)  # before the checkpoint that claims the epoch: a resume truncates it, never loses it
-            if improved:
-                save_checkpoint(ckpt_dir / "best", self.model, None, {"epoch": epoch, tc.valid_metric: state["best_value"]})
+            if improved:  # with the optimizer and trainer state, so a run whose `last` is damaged can resume from here
+                save_checkpoint(ckpt_dir / "best", self.model, self.optimizer, {**state, tc.valid_metric: state["best_value"]})
             save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
             eta = np.mean(epoch_times) * (tc.epochs - epoch)
             msg = f"epoch {epoch:3d} loss {losses['loss']:.4f} ({train_s:.1f}s)"
