@@ -151,7 +151,7 @@ def test_csv_bad_datetime_names_line(tmp_path):
 
 def test_csv_bad_number_names_line(tmp_path):
     path = write(tmp_path, "x.csv", "user,item,timestamp\n1,2,10\n1,3,11\n1,4,eleven\n")
-    with raises_at(path, 4, "expected a number"):
+    with raises_at(path, 4, "finite number"):
         read_delimited(path)
 
 
@@ -236,7 +236,7 @@ def test_atomic_errors(tmp_path):
     with raises_at(path, 3, "expected 3 fields"):
         read_atomic(path)
     path = write(tmp_path, "d.inter", "user_id:token\titem_id:token\trating:float\n1\t2\t3\n\n1\t2\tgood\n")
-    with raises_at(path, 4, "expected a number for rating"):
+    with raises_at(path, 4, "number for rating"):
         read_atomic(path)
 
 
@@ -265,7 +265,7 @@ def test_ml_dat_errors(tmp_path):
     with raises_at(path, 17, "expected 4 fields user::item::rating::timestamp, got 3"):
         read_movielens_dat(path)
     path = write(tmp_path, "ratings.dat", "1::2::5::9\n1::3::five::9\n")
-    with raises_at(path, 2, "expected a number for rating", "'five'"):
+    with raises_at(path, 2, "number for rating", "'five'"):
         read_movielens_dat(path)
 
 
@@ -410,3 +410,14 @@ def test_real_ml100k_atomic():
     for u in (0, 500):  # chronological
         ts = data.timestamps[data.offsets[u] : data.offsets[u + 1]]
         assert np.all(np.diff(ts) >= 0)
+
+
+def test_ids_are_stripped_and_control_characters_refused(tmp_path):
+    path = write(tmp_path, "x.csv", "user,item,timestamp\nu1,a,1\n u1 , a ,2\n")
+    assert read_delimited(path).interactions["user"].tolist() == ["u1", "u1"]
+    path = write(tmp_path, "y.csv", "user,item,timestamp\nu1,a,1\nu\x012,b,2\n")
+    with raises_at(path, 3, "control character"):
+        read_delimited(path)
+    path = write(tmp_path, "z.csv", "user,item,timestamp\nu1,a,1\nu2,b,1e999\n")
+    with raises_at(path, 3, "finite number"):
+        read_delimited(path)

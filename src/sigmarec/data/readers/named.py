@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
+import math
+import re
 import zlib
 from pathlib import Path
 
@@ -77,6 +79,7 @@ def read_amazon_csv(path: str | Path) -> RawData:
     return RawData(_fixed_fields(p, ",", True, "user,item,rating,timestamp"), source=str(p))
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JSON_FIELDS = {"reviewerID": "user", "asin": "item", "overall": "rating", "unixReviewTime": "timestamp"}
 
 
@@ -95,7 +98,16 @@ def _amazon_json_fast(p: Path) -> pd.DataFrame | None:
         return None
     if table.num_rows == 0 or any(table.column(c).null_count for c in _JSON_FIELDS):
         return None
-    return table.to_pandas()
+    try:
+        for column in ("reviewerID", "asin"):
+            table.column(column).validate(full=True)  # bytes that are not UTF-8 inside a string
+    except pa.ArrowInvalid:
+        return None
+    df = table.to_pandas()
+    ids = pd.concat([df["reviewerID"], df["asin"]])
+    suspect = ((ids.str.strip() != ids).any() or ids.str.contains(_CONTROL.pattern, regex=True).any()
+               or (ids == "").any() or not np.isfinite(df[["overall", "unixReviewTime"]].to_numpy()).all())
+    return None if suspect else df  # the line-by-line reader names the line of anything suspect
 
 
 def _amazon_json_slow(p: Path) -> pd.DataFrame:
@@ -122,12 +134,15 @@ def _amazon_json_slow(p: Path) -> pd.DataFrame:
                     value = float(value)
                 except (TypeError, ValueError):
                     raise DataError(f"{p} line {n}: expected a number for {key!r}, got {value!r}") from None
-                if value != value:
-                    raise DataError(f"{p} line {n}: expected a number for {key!r}, got {value!r}")
+                if not math.isfinite(value):
+                    raise DataError(f"{p} line {n}: expected a finite number for {key!r}, got {record.get(key)!r}")
             elif isinstance(value, (dict, list, bool)):
                 raise DataError(f"{p} line {n}: expected a string id for {key!r}, got {value!r}")
             else:
-                value = str(value)
+                value = str(value).strip()
+                if not value or _CONTROL.search(value):
+                    raise DataError(f"{p} line {n}: expected a non-empty {_JSON_FIELDS[key]} id for {key!r} without line "
+                                    f"breaks, tabs or control characters, got {record.get(key)!r}")
             values.append(value)
     if not cols["asin"]:
         raise DataError(f"{p}: empty file (only blank lines)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -166,10 +167,17 @@ def _arrow_table(
 
 
 def _ids(col: pd.Series, what: str, where: _Where) -> pd.Series:
-    col = col.astype(str)
+    """Ids as strings without surrounding whitespace (" u1" and "u1" are one user); empty ids and ids holding line
+    breaks, tabs or other control characters (an unbalanced quote or a wrong separator) are refused."""
+    col = col.astype(str).str.strip()
     bad = (col.str.len() == 0).to_numpy()
     if bad.any():
         raise DataError(f"{where(int(np.argmax(bad)))}: expected a non-empty {what} id")
+    bad = col.str.contains(r"[\x00-\x1f\x7f]", regex=True).to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{where(row)}: {what} id {col.iloc[row][:60]!r} holds a line break, tab or other control "
+                        "character (an unbalanced quote, or the wrong separator?)")
     return col.reset_index(drop=True)
 
 
@@ -180,10 +188,10 @@ def _numbers(col: pd.Series, what: str, where: _Where) -> np.ndarray:
         out = col.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
         out = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = np.isnan(out)
+    bad = ~np.isfinite(out)  # inf (e.g. "1e999") is no time or rating either
     if bad.any():
         row = int(np.argmax(bad))
-        raise DataError(f"{where(row)}: expected a number for {what}, got {col.iloc[row]!r}")
+        raise DataError(f"{where(row)}: expected a finite number for {what}, got {col.iloc[row]!r}")
     return out
 
 
@@ -201,7 +209,9 @@ def _timestamps(col: pd.Series, what: str, where: _Where) -> np.ndarray:
         first = pd.to_numeric(strings.iloc[:1], errors="coerce")
         if not np.isnan(first.iloc[0]):
             return _numbers(strings, f"{what} (unix time)", where)
-        dt = pd.to_datetime(strings, errors="coerce", utc=True)
+        with warnings.catch_warnings():  # "could not infer format": the per-element fallback is what we want here
+            warnings.simplefilter("ignore", UserWarning)
+            dt = pd.to_datetime(strings, errors="coerce", utc=True)
         missing = dt.isna()
         if missing.any():
             dt[missing] = pd.to_datetime(strings[missing], errors="coerce", utc=True, format="mixed")

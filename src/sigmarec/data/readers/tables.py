@@ -4,6 +4,7 @@ RecBole atomic files."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,9 @@ from sigmarec.data.readers.parsing import (
     _splitter,
 )
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def read_s3rec(path: str | Path) -> RawData:
     """Read S3Rec-style ``user item item ...`` lines; timestamps are positions 0, 1, 2, ... per user."""
     p = _check_path(path)
@@ -40,6 +44,9 @@ def read_s3rec(path: str | Path) -> RawData:
         if odd is not None:  # S3Rec ids are whitespace-separated: a comma or semicolon means another format
             raise DataError(f"{p} line {n}: token {odd!r} contains a separator; S3Rec lines are whitespace-separated ids "
                             "(user item item ...). For a CSV or other table, set data.format (e.g. csv) and data.sep")
+        odd = next((t for t in parts if _CONTROL.search(t)), None)
+        if odd is not None:
+            raise DataError(f"{p} line {n}: token {odd!r} holds a control character (a damaged or binary file?)")
         if len(parts) == 1:
             raise DataError(f"{p} line {n}: expected a user id followed by at least one item id, got only {parts[0]!r}")
         users.append(parts[0])
@@ -116,14 +123,14 @@ def _read_parquet(
         import pyarrow.parquet as pq
 
         available = list(pq.read_schema(p).names)
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{p}: not a readable parquet file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - as below
+        raise DataError(f"{p}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
     wanted = list(dict.fromkeys(c for c in (user_col, item_col, time_col, rating_col) if c is not None))
     _missing_columns(p, wanted, available)
     try:
-        df = pd.read_parquet(p, columns=wanted)
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{p}: not a readable parquet file ({exc})") from None
+        df = pq.read_table(p, columns=wanted).to_pandas(ignore_metadata=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails anywhere in pyarrow (bad UTF-8, thrift, metadata)
+        raise DataError(f"{p}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
     if len(df) == 0:
         raise DataError(f"{p}: no interaction rows")
     frame = _frame_from(df, _Where(p, lines=False), user_col, item_col, time_col, rating_col, ids=_parquet_ids,
