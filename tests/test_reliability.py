@@ -129,6 +129,7 @@ def test_a_log_line_cut_short_by_a_crash_does_not_block_resume(tmp_path):
 def test_a_run_without_its_trainer_state_is_not_silently_restarted(tmp_path):
     run_cli(*_tiny_train_args(tmp_path, 1))
     (tmp_path / "run" / "checkpoints" / "last" / "state.json").unlink()
+    (tmp_path / "run" / "checkpoints" / "best" / "state.json").unlink()  # with it, best would stand in (tested below)
     metrics = (tmp_path / "run" / "metrics.json").read_text()
     proc = run_cli(*_tiny_train_args(tmp_path, 1), check=False)
     assert proc.returncode == 2 and "--restart" in proc.stderr, proc.stderr
@@ -250,3 +251,35 @@ def test_a_damaged_last_checkpoint_resumes_from_best_and_reaches_the_same_result
     assert "--restart" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli(*args, "--restart", check=False)
     assert proc.returncode == 0 and "starting over" in proc.stderr
+
+
+def test_a_full_disk_while_checkpointing_fails_in_one_line_and_the_run_resumes_to_the_same_result(tmp_path, monkeypatch, capsys):
+    import errno
+    import json
+
+    import sigmarec.runs.checkpoint as checkpoint
+    from sigmarec.cli import main
+
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    assert main(_tiny_train_args(reference, 4)) == 0
+    real_save, calls = checkpoint.save_file, []
+
+    def full_disk(tensors, filename, *a, **k):
+        calls.append(filename)
+        if len(calls) == 4:  # the second epoch's checkpoint
+            real_save(tensors, filename, *a, **k)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(tensors, filename, *a, **k)
+
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    capsys.readouterr()
+    assert main(_tiny_train_args(tmp_path, 4)) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "No space left on device" in err and "cannot write checkpoint" in err
+    assert not [p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith(".")]  # nothing half-written
+    monkeypatch.setattr(checkpoint, "save_file", real_save)
+    assert main(_tiny_train_args(tmp_path, 4)) == 0
+    ours = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    theirs = json.loads((reference / "run" / "metrics.json").read_text())
+    assert ours["test"] == theirs["test"] and ours["best_epoch"] == theirs["best_epoch"]

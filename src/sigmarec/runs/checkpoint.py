@@ -52,15 +52,21 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(tmp / "model.safetensors"))
-    meta = dict(state)
-    if optimizer is not None:
-        tensors, opt_meta = _split_optimizer(optimizer.state_dict())
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        meta["optimizer"] = opt_meta
-    meta["files"] = {f.name: {"sha256": file_sha256(f), "bytes": f.stat().st_size} for f in sorted(tmp.glob("*.safetensors"))}
-    write_json_atomic(tmp / "state.json", meta)  # last: its checksums vouch for the tensor files
+    try:
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / "model.safetensors"))
+        meta = dict(state)
+        if optimizer is not None:
+            tensors, opt_meta = _split_optimizer(optimizer.state_dict())
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            meta["optimizer"] = opt_meta
+        meta["files"] = {f.name: {"sha256": file_sha256(f), "bytes": f.stat().st_size} for f in sorted(tmp.glob("*.safetensors"))}
+        write_json_atomic(tmp / "state.json", meta)  # last: its checksums vouch for the tensor files
+    except (OSError, SafetensorError) as exc:  # a full disk: the previous checkpoint stays as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        errno = getattr(exc, "errno", None)
+        raise OSError(errno, f"cannot write checkpoint {directory} ({getattr(exc, 'strerror', None) or exc}); "
+                      "the previous one is intact and the run resumes from it") from exc
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)

@@ -138,16 +138,19 @@ class Trainer:
 
     def _resume_state(self, ckpt_dir: Path) -> dict[str, Any] | None:
         """Load ``last`` (or its intact previous copy) and return its trainer state; None when there is none. When
-        ``last`` is damaged, ``best`` stands in if it is intact and carries a trainer state (the epochs after it are
+        ``last`` is damaged or missing, ``best`` stands in if it is intact and carries a trainer state (the epochs after it are
         trained again, the same way: each epoch's randomness is seeded by its number); else the error names the file."""
         last = find_checkpoint(ckpt_dir / "last")
-        if last is None:
-            return None
-        try:
-            return load_checkpoint(last, self.model, self.optimizer, self.device)
-        except RunError as exc:
-            damage = str(exc)
         best = find_checkpoint(ckpt_dir / "best")
+        if last is None and best is None:
+            return None
+        if last is None:
+            damage = f"{ckpt_dir / 'last'}: missing"
+        else:
+            try:
+                return load_checkpoint(last, self.model, self.optimizer, self.device)
+            except RunError as exc:
+                damage = str(exc)
         if best is not None:
             try:
                 if "bad_epochs" not in read_state(best):
