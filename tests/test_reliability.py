@@ -59,6 +59,7 @@ def test_bad_recommend_requests_fail_in_one_line(run_dir, args, fragment):
     (["eval.ks=[0,5]"], "eval.ks: expected a non-empty list"),
     (["model.hidden_size=0"], "model.hidden_size: expected an integer >= 1"),
     (["train.valid_metric=ndcg@7"], "train.valid_metric 'ndcg@7' is not produced"),
+    (["train.lr=["], "--set train.lr: '[' is not a valid value"),
 ])
 def test_bad_training_settings_fail_before_any_work(tmp_path, sets, fragment):
     out = tmp_path / "run"
@@ -283,3 +284,19 @@ def test_a_full_disk_while_checkpointing_fails_in_one_line_and_the_run_resumes_t
     ours = json.loads((tmp_path / "run" / "metrics.json").read_text())
     theirs = json.loads((reference / "run" / "metrics.json").read_text())
     assert ours["test"] == theirs["test"] and ours["best_epoch"] == theirs["best_epoch"]
+
+
+@pytest.mark.parametrize("case", ["other model", "config.yaml not YAML", "config.yaml empty"])
+def test_a_run_directory_that_does_not_fit_gives_one_line(run_dir, tmp_path, case):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(run_dir, run)
+    if case == "other model":
+        proc = run_cli("train", "gru4rec", "--set", "train.epochs=1", "--out", str(run), check=False)
+        fragment = "model_name (sasrec vs gru4rec: the run was trained as sasrec)"
+    else:
+        (run / "config.yaml").write_text("model: [\n" if case == "config.yaml not YAML" else "")
+        proc = run_cli("evaluate", str(run), check=False)
+        fragment = "not valid YAML" if case == "config.yaml not YAML" else "expected a mapping with model_name"
+    assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

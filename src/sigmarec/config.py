@@ -269,7 +269,10 @@ def parse_set(pairs: list[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         if len(parts) != 2 or not all(parts):
             raise ConfigError(f"--set key must be section.field (e.g. train.lr), got {key!r}")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key.strip()}: {raw!r} is not a valid value ({' '.join(str(exc).split())})") from None
         out.setdefault(parts[0], {})[parts[1]] = value
     return out
 
@@ -289,8 +292,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (data, train, eval, protocol, model)")
     return data

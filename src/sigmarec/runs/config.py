@@ -101,7 +101,10 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise MissingFileError(f"{path}: not found; is {run_dir} a sigmarec run directory?")
-    values = yaml.safe_load(path.read_text())
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping with model_name and the config sections")
     name = values.get("model_name")

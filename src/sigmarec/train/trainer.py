@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from tqdm.auto import tqdm
 
-from sigmarec.config import ConfigError, RunConfig, RunError, TrainConfig, build_config, describe
+from sigmarec.config import ConfigError, RunConfig, RunError, TrainConfig, build_config, describe, load_yaml
 from sigmarec.data.batching import n_train_batches, train_batches
 from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import Split, make_split
@@ -49,12 +48,13 @@ def config_differences(stored: dict, cfg: RunConfig) -> list[str]:
     """``section.field`` names where a run directory's stored config differs from ``cfg``, ignoring
     the fields a resume may change. Fields the stored file lacks (added to the library after the run
     began) take their current defaults, so a new option with its default never blocks a resume."""
+    if stored.get("model_name", cfg.model_name) != cfg.model_name:  # before the fields: they differ because of it
+        return [f"model_name ({stored.get('model_name')} vs {cfg.model_name}: the run was trained as "
+                f"{stored.get('model_name')})"]
     try:
         full = build_config(cfg.model_name, get_model_class(cfg.model_name).config_class, stored).to_dict()
     except ValueError as e:  # a field this version no longer has, or a value it rejects
         return [str(e)]
-    if stored.get("model_name", cfg.model_name) != cfg.model_name:
-        return [f"model_name ({stored.get('model_name')} vs {cfg.model_name})"]
     a, b = _without_budget(full), _without_budget(cfg.to_dict())
     out = []
     for section in sorted(set(a) | set(b)):
@@ -123,7 +123,7 @@ class Trainer:
         (self.run_dir / "checkpoints").mkdir(exist_ok=True)
         text = describe(self.cfg, self.sources)
         path = self.run_dir / "config.yaml"
-        diff = config_differences(yaml.safe_load(path.read_text()) or {}, self.cfg) if path.exists() else []
+        diff = config_differences(load_yaml(path), self.cfg) if path.exists() else []
         if diff:
             raise RunError(f"{path} holds a different configuration ({'; '.join(diff)}: stored vs requested); resume with "
                              f"the same settings or use a new --out (only train.{', train.'.join(RESUMABLE_CHANGES)} "
