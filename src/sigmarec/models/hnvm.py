@@ -65,8 +65,8 @@ from sigmarec.models.base import ModelConfig, SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.gaussian import kl_diag_gaussians
 from sigmarec.models.layers.losses import bpr_loss, next_item_loss
+from sigmarec.models.layers.mlp import OneHotLinear, mlp2
 from sigmarec.models.layers.sessions import SessionView, normalise_starts, session_view
-
 
 
 @dataclass
@@ -87,24 +87,6 @@ class HNVMConfig(ModelConfig):
     user_profile: Literal["auto", "id", "features"] = "auto"  # a^u: auto = user features when the data has usable ones, else one-hot id | id | features
     init_std: float | None = 0.1  # weights uniform with this std, biases 0 (paper: "uniform with variance 0.01");
     # None = PyTorch defaults
-
-
-class OneHotLinear(nn.Module):
-    """A linear layer on one-hot user ids: one row per user plus a bias; index ``n`` (unknown user) is
-    the all-zero one-hot vector, whose row is fixed at 0, so it maps to the bias alone."""
-
-    def __init__(self, n: int, out: int) -> None:
-        super().__init__()
-        self.weight = nn.Embedding(n + 1, out, padding_idx=n)
-        self.bias = nn.Parameter(torch.zeros(out))
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.weight(idx) + self.bias
-
-
-def mlp2(n_in: int, n_hidden: int, n_out: int, first: nn.Module | None = None) -> nn.Sequential:
-    """Two-layer MLP with tanh (Eq. 12); ``first`` replaces the first linear layer (one-hot input)."""
-    return nn.Sequential(first if first is not None else nn.Linear(n_in, n_hidden), nn.Tanh(), nn.Linear(n_hidden, n_out))
 
 
 @dataclass
