@@ -41,10 +41,16 @@ OVERFIT_SETTINGS = {"dss": {"seq2seq": False}}
 # SINE learns this task slowly: after 100 steps its loss (mean of 16 draws of the split points) had
 # dropped only 1.04-1.12x (seeds 0-3), so one noisy draw passed or failed 1.1x by chance; after 300
 # steps it drops 1.23-1.34x.
-OVERFIT_STEPS = {"sine": 300}
+OVERFIT_STEPS = {"sine": 300, "bert4rec": 300}
+# BERT4Rec learns from the ~20% of positions masked (about 20 targets a step here, SASRec 88), and a [mask] position
+# has no item of its own in its residual stream: it must find its neighbours by position through attention, where
+# SASRec's newest position carries the item the next one follows from. After 300 steps its cloze loss dropped
+# 2.11x / 1.50x / 2.26x (seeds 0-2).
+OVERFIT_DROP["bert4rec"] = 1.3
 # Models that ignore the sequence by design (tested in their own files): no input dependence,
 # no dropout, nothing to overfit.
 SEQUENCE_FREE = {"pop"}
+SENSITIVITY = {"bert4rec": 2e-3}
 
 
 def skip_sequence_free(name):
@@ -69,6 +75,8 @@ def test_loss_finite_and_gradients_reach_item_embeddings(name, loss):
     assert value.item() > 0
     value.backward()
     emb = model.item_embeddings()
+    if not emb.is_leaf:  # a table with extra columns (BERT4Rec's output bias): its item embedding weights
+        emb = model.item.weight
     assert emb.grad is not None and torch.isfinite(emb.grad).all()
     assert emb.grad[1:].abs().sum() > 0
     # every parameter that took part gets a finite gradient
@@ -110,7 +118,9 @@ def test_left_padding_does_not_change_representation(name):
     with torch.no_grad():
         other = model.user_representation(left_padded([[3, 1, 4, 1, 6], [8], [2, 6, 5, 3, 5, 9], [7, 1]], 6))
     change = (other - base).abs().amax(dim=-1)
-    assert (change > 1e-2 * base.abs().amax(dim=-1)).all()  # relative: capsule outputs start small
+    # relative: capsule outputs start small; BERT4Rec's [mask] output at initialisation averages the whole sequence
+    # (one changed item of six moved it 1.8% of its largest entry)
+    assert (change > SENSITIVITY.get(name, 1e-2) * base.abs().amax(dim=-1)).all()
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sigmarec.config import ConfigError
 from sigmarec.models.base import SequentialRecommender
+from sigmarec.models.bert4rec import BERT4Rec
 from sigmarec.models.comirec import ComiRecDR, ComiRecSA
 from sigmarec.models.dss import DSS
 from sigmarec.models.gru4rec import GRU4Rec
@@ -28,6 +29,7 @@ MODELS: dict[str, type[SequentialRecommender]] = {
     "hrnn": HRNN,
     "gru4rec_session": SessionGRU4Rec,
     "hnvm": HNVM,
+    "bert4rec": BERT4Rec,
 }
 
 

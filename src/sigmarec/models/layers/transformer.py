@@ -45,21 +45,30 @@ class TransformerBlock(nn.Module):
         return x + self.drop(self.ff(self.norm2(x)))
 
 
+def padding_mask(inputs: torch.Tensor) -> torch.Tensor:
+    """Bidirectional attention mask ``[B, 1, L, L]``: every position sees every real item (and itself)."""
+    L = inputs.shape[1]
+    eye = torch.eye(L, dtype=torch.bool, device=inputs.device)
+    return (inputs != 0)[:, None, None, :] | eye
+
+
 class CausalEncoder(nn.Module):
     """Item embeddings (given) + learned positions -> ``n_layers`` causal blocks -> LayerNorm.
 
     Positions count back from the newest item (the last column uses row ``max_len - 1``), which is
     the SASRec layout and keeps outputs independent of how much left padding a batch carries.
+    ``causal=False`` lets every position attend to the whole sequence (BERT4Rec).
     """
 
     def __init__(self, d: int, max_len: int, n_layers: int, heads: int, dropout: float, attn_dropout: float, activation: str = "gelu",
-                 input_dropout: float | None = None):
+                 input_dropout: float | None = None, causal: bool = True):
         super().__init__()
         self.pos = nn.Embedding(max_len, d)
         self.blocks = nn.ModuleList(TransformerBlock(d, heads, dropout, attn_dropout, activation=activation) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d)
         self.drop = FastDropout(dropout if input_dropout is None else input_dropout)
         self.max_len = max_len
+        self.causal = causal
 
     def forward(self, x: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         L = inputs.shape[1]
@@ -68,7 +77,7 @@ class CausalEncoder(nn.Module):
         x = self.drop(x + self.pos.weight[self.max_len - L :])
         pad = (inputs == 0).unsqueeze(-1)
         x = x.masked_fill(pad, 0.0)
-        mask = causal_padding_mask(inputs)
+        mask = causal_padding_mask(inputs) if self.causal else padding_mask(inputs)
         for block in self.blocks:
             x = block(x, mask).masked_fill(pad, 0.0)
         return self.norm(x)

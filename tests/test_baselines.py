@@ -1,0 +1,39 @@
+"""The comparison baselines of SIGMA's Table 1 (issue 18): each trains on synthetic data through the library's
+trainer, its loss falls, and it ranks the held-out items better than popularity."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sigmarec.runs import make_config
+from sigmarec.train.trainer import Trainer
+
+DATA = {"dataset": "synthetic", "synthetic_users": 400, "max_len": 20}
+# small and short, so the suite stays fast; each model's own training defaults are overridden on purpose
+# measured (seed 0, test NDCG@10; popularity .0136): BERT4Rec .024 after 15 epochs, .051 after 60 and still rising
+# (a cloze model converges slowly: it learns from ~40% of the positions here), SASRec .121 after 15
+SETTINGS = {"bert4rec": {"model": {"hidden_size": 32, "n_layers": 1, "mask_prob": 0.4}, "train": {"epochs": 20, "lr": 3e-3}}}
+
+
+def _fit(tmp_path, name, model=None, train=None):
+    cfg = make_config(name, {"data": {**DATA, "cache_dir": str(tmp_path / "cache")}, "model": model or {},
+                             "train": {"epochs": 1, "patience": 100, "progress": False, "seed": 0, "valid_metric": "ndcg@10", **(train or {})},
+                             "eval": {"ks": [10]}})
+    out = tmp_path / name
+    metrics = Trainer(cfg, out).fit()
+    losses = [json.loads(line)["loss"] for line in (out / "epochs.jsonl").read_text().splitlines()]
+    return metrics, losses
+
+
+@pytest.fixture(scope="module")
+def popularity(tmp_path_factory):
+    return _fit(tmp_path_factory.mktemp("pop"), "pop")[0]["test"]["ndcg@10"]
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_trains_and_beats_popularity_on_synthetic_data(tmp_path, one_thread, popularity, name):
+    metrics, losses = _fit(tmp_path, name, **SETTINGS[name])
+    assert losses[-1] < 0.95 * losses[0], losses
+    assert metrics["test"]["ndcg@10"] > 1.5 * popularity, (metrics["test"]["ndcg@10"], popularity)
