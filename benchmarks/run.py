@@ -105,7 +105,7 @@ def speed(args: argparse.Namespace) -> None:
         data = load_dataset(cfg.data)
         split = make_split(data, cfg.protocol, cfg.data.max_len)
         torch.manual_seed(0)
-        model = build_model(cfg, data)
+        model = build_model(cfg, data, split)
         model.on_epoch_start(10**6)  # schedules fully on (e.g. SIGMA's hard interests after warm-up)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         times = []

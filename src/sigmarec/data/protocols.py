@@ -51,6 +51,16 @@ class Split:
     def n_train_targets(self) -> int:
         return int(np.maximum(self.train_ends - self.train_starts - 1, 0).sum())
 
+    def train_interactions(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct (user, item) pairs of the training windows (int64 arrays, sorted by user then item): what a
+        non-sequential model (BPR-MF, LightGCN) may learn from, never a validation or test target."""
+        lengths = self.train_ends - self.train_starts
+        users = np.repeat(self.train_users, lengths)
+        first = np.repeat(self.train_starts - np.cumsum(lengths) + lengths, lengths)
+        items = self.data.items[first + np.arange(int(lengths.sum()))]
+        pairs = np.unique(np.stack([users.astype(np.int64), items]), axis=1)
+        return pairs[0], pairs[1]
+
 
 def make_windows(users: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int, mode: str = "all"):
     """Cut each training range into windows of at most ``max_len + 1`` items.

@@ -32,9 +32,11 @@ class ModelConfig:
         for name, value in values.items():
             if name.endswith("dropout"):
                 check(f"model.{name}", 0.0 <= value < 1.0, "a probability in [0, 1)", value)
+        zero_allowed = getattr(self, "zero_allowed", ())  # e.g. LightGCN's n_layers = 0 (plain MF)
         for name in ("hidden_size", "n_layers", "n_heads", "n_interests", "n_negatives"):
             if name in values:
-                check(f"model.{name}", values[name] >= 1, "an integer >= 1", values[name])
+                low = 0 if name in zero_allowed else 1
+                check(f"model.{name}", values[name] >= low, f"an integer >= {low}", values[name])
         for name in ("init_std", "temperature"):
             if values.get(name) is not None:  # None: the layer's own initialisation
                 check(f"model.{name}", math.isfinite(values[name]) and values[name] > 0, "a positive number", values[name])
@@ -78,9 +80,9 @@ class SequentialRecommender(nn.Module):
         self.max_len = max_len
 
     @classmethod
-    def from_data(cls, cfg: Any, data: Any, max_len: int) -> "SequentialRecommender":
-        """Build the model for a data set (``SequenceData``); models that need more than the number
-        of items (e.g. user features) override this."""
+    def from_data(cls, cfg: Any, data: Any, max_len: int, split: Any = None) -> "SequentialRecommender":
+        """Build the model for a data set (``SequenceData``) and its ``Split``; models that need more than the
+        number of items (user features, the training interactions' graph) override this."""
         return cls(cfg, data.n_items, max_len)
 
     def loss(self, batch: Batch) -> torch.Tensor | dict[str, torch.Tensor]:

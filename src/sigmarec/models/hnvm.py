@@ -166,7 +166,7 @@ class HNVM(SequentialRecommender):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     @classmethod
-    def from_data(cls, cfg: HNVMConfig, data, max_len: int) -> "HNVM":
+    def from_data(cls, cfg: HNVMConfig, data, max_len: int, split=None) -> "HNVM":
         features = None
         if cfg.user_profile != "id":
             try:

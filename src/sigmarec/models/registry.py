@@ -5,11 +5,13 @@ from __future__ import annotations
 from sigmarec.config import ConfigError
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.bert4rec import BERT4Rec
+from sigmarec.models.bprmf import BPRMF
 from sigmarec.models.comirec import ComiRecDR, ComiRecSA
 from sigmarec.models.dss import DSS
 from sigmarec.models.gru4rec import GRU4Rec
 from sigmarec.models.hnvm import HNVM
 from sigmarec.models.hrnn import HRNN, SessionGRU4Rec
+from sigmarec.models.lightgcn import LightGCN
 from sigmarec.models.mind import MIND
 from sigmarec.models.pop import Pop
 from sigmarec.models.sasrec import SASRec
@@ -30,6 +32,8 @@ MODELS: dict[str, type[SequentialRecommender]] = {
     "gru4rec_session": SessionGRU4Rec,
     "hnvm": HNVM,
     "bert4rec": BERT4Rec,
+    "bprmf": BPRMF,
+    "lightgcn": LightGCN,
 }
 
 

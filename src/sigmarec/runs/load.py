@@ -40,8 +40,10 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def build_model(cfg: RunConfig, data: SequenceData) -> SequentialRecommender:
-    return get_model_class(cfg.model_name).from_data(cfg.model, data, cfg.data.max_len)
+def build_model(cfg: RunConfig, data: SequenceData, split: Split | None = None) -> SequentialRecommender:
+    """The run's model for ``data``; ``split`` gives the training interactions to the models built from them
+    (LightGCN's graph), so training and reloading build the same model."""
+    return get_model_class(cfg.model_name).from_data(cfg.model, data, cfg.data.max_len, split=split)
 
 
 @dataclass
@@ -117,7 +119,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
     """Rebuild a trained run: its config, data (from the cache), split and model weights."""
     dev = resolve_device(device)
     cfg, data, split = load_run_data(run_dir, allow_data_change)
-    model = build_model(cfg, data).to(dev)
+    model = build_model(cfg, data, split).to(dev)
     ckpt = find_checkpoint(Path(run_dir) / "checkpoints" / checkpoint)
     if ckpt is None:
         raise RunError(f"{run_dir}: no '{checkpoint}' checkpoint; has training run for at least one epoch?")

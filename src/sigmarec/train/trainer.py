@@ -109,7 +109,7 @@ class Trainer:
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
         torch.manual_seed(cfg.train.seed)
-        self.model = build_model(cfg, self.data).to(self.device)
+        self.model = build_model(cfg, self.data, self.split).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.amp = cfg.train.amp and self.device.type == "cuda"
         # logged loss sums: float64 (the sum a Python float loop gives), float32 where the device has no float64
