@@ -7,6 +7,7 @@ from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.bert4rec import BERT4Rec
 from sigmarec.models.bprmf import BPRMF
 from sigmarec.models.comirec import ComiRecDR, ComiRecSA
+from sigmarec.models.contrastvae import ContrastVAE
 from sigmarec.models.dss import DSS
 from sigmarec.models.gru4rec import GRU4Rec
 from sigmarec.models.hnvm import HNVM
@@ -34,6 +35,7 @@ MODELS: dict[str, type[SequentialRecommender]] = {
     "bert4rec": BERT4Rec,
     "bprmf": BPRMF,
     "lightgcn": LightGCN,
+    "contrastvae": ContrastVAE,
 }
 
 
