@@ -18,6 +18,7 @@ from sigmarec.models.pop import Pop
 from sigmarec.models.sasrec import SASRec
 from sigmarec.models.sigma import SIGMA
 from sigmarec.models.sine import SINE
+from sigmarec.models.svae import SVAE
 
 MODELS: dict[str, type[SequentialRecommender]] = {
     "sasrec": SASRec,
@@ -36,6 +37,7 @@ MODELS: dict[str, type[SequentialRecommender]] = {
     "bprmf": BPRMF,
     "lightgcn": LightGCN,
     "contrastvae": ContrastVAE,
+    "svae": SVAE,
 }
 
 
