@@ -90,9 +90,51 @@ def _finite_or_none(obj):
 def cmd_compare(args: argparse.Namespace) -> int:
     from sigmarec.evaluate.paired import DEFAULT_METRICS, compare, format_comparison, normalize_metrics
 
-    metrics = normalize_metrics(list(DEFAULT_METRICS) + (args.metric or []))
-    result = compare(args.runs, args.against, args.split, metrics, args.checkpoint, args.device, args.alpha, args.recompute)
-    print(json.dumps(_finite_or_none(result), indent=2) if args.json else format_comparison(result))
+    if args.against:
+        if not args.runs:
+            raise ConfigError("--against needs --runs (group A)")
+        metrics = normalize_metrics(list(DEFAULT_METRICS) + (args.metric or []))
+        result = compare(args.runs, args.against, args.split, metrics, args.checkpoint, args.device, args.alpha, args.recompute)
+        print(json.dumps(_finite_or_none(result), indent=2) if args.json else format_comparison(result))
+        return 0
+    return _compare_table(args)
+
+
+def _compare_table(args: argparse.Namespace) -> int:
+    """``compare --runs DIR...`` (finished runs, grouped by name) or ``--dataset D --models M... --seeds S...``
+    (missing runs trained first): the results table with significance marks, its files and learning curves."""
+    from sigmarec.evaluate.paired import normalize_metrics
+    from sigmarec.evaluate.table import TABLE_METRICS, build_table, group_runs, learning_curves, to_csv, to_latex, to_markdown
+    from sigmarec.runs import write_text_atomic
+    from sigmarec.train.grid import plan, train_missing
+
+    if args.jobs < 1 or args.threads < 1:
+        raise ConfigError(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
+    if args.models:
+        if args.runs:
+            raise ConfigError("give either --runs (finished runs) or --models with --dataset and --seeds, not both")
+        out = Path(args.out or f"runs/compare-{Path(args.dataset).name.split('.')[0]}")
+        jobs = plan(args.models, args.seeds, out)
+        train_missing(jobs, args.dataset, args.set or [], args.jobs, args.threads, echo=lambda line: print(line, flush=True))
+        groups = {m: [j.run_dir for j in js] for m, js in jobs.items()}
+    elif args.runs:
+        groups = group_runs(args.runs)
+        out = Path(args.out) if args.out else None
+    else:
+        raise ConfigError("compare needs --runs (with --against for two groups), or --models and --dataset")
+    metrics = normalize_metrics(list(TABLE_METRICS) + (args.metric or []))
+    table = build_table(groups, metrics, args.split, args.focus, args.alpha, args.checkpoint, args.device)
+    if args.json:
+        print(json.dumps(_finite_or_none(table), indent=2))
+    else:
+        print(to_markdown(table))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in (("table.md", to_markdown(table)), ("table.csv", to_csv(table)), ("table.tex", to_latex(table)),
+                           ("table.json", json.dumps(_finite_or_none(table), indent=2) + "\n")):
+            write_text_atomic(out / name, text)
+        curves = learning_curves(groups, "ndcg@20", out / "curves.png")
+        print(f"wrote {out}/table.md, table.csv, table.tex, table.json and {curves.name}", file=sys.stderr)
     return 0
 
 
@@ -227,8 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "computed per user, averaged over a group's runs, and the differences A - B go "
                                    "through a two-sided Wilcoxon signed-rank test and a paired t-test. Ranks are cached "
                                    "in RUN_DIR/eval/.")
-    c.add_argument("--runs", nargs="+", required=True, metavar="RUN_DIR", help="group A (e.g. the seeds of one model)")
-    c.add_argument("--against", nargs="+", required=True, metavar="RUN_DIR", help="group B")
+    c.add_argument("--runs", nargs="+", metavar="RUN_DIR", help="group A (e.g. the seeds of one model); without "
+                   "--against: finished runs for a table, grouped by directory name less its seed suffix (-s1, -seed2)")
+    c.add_argument("--against", nargs="+", metavar="RUN_DIR", help="group B")
+    c.add_argument("--models", nargs="+", metavar="MODEL", help="table mode: the models to train (what is missing) and "
+                   "compare on --dataset; the first is the focus unless --focus")
+    c.add_argument("--dataset", default="synthetic", help="for --models: catalog name or file path")
+    c.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="for --models: one run per seed")
+    c.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="for --models: a setting for every run")
+    c.add_argument("--jobs", type=int, default=1, help="for --models: runs trained at once, each its own process")
+    c.add_argument("--threads", type=int, default=1, help="for --models: torch threads per run")
+    c.add_argument("--focus", help="table mode: the model tested against every other (default: the first)")
+    c.add_argument("--out", help="table mode: folder for the runs (--models) and table.md/.csv/.tex/.json and "
+                   "curves.png (default with --models: runs/compare-DATASET)")
     c.add_argument("--split", choices=["valid", "test"], default="test")
     c.add_argument("--metric", action="append", metavar="METRIC",
                    help="also compare this metric (recall@K, ndcg@K, hit@K, precision@K, mrr@K, mrr; any K); "

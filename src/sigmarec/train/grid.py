@@ -1,0 +1,93 @@
+"""Train the missing runs of a model x seed grid (``sigmarec compare --models ... --seeds ...``) in parallel
+processes, each with its own thread count, printing one progress line per job. A finished run (``metrics.json``)
+is reused; an unfinished one resumes, so a killed compare continues where it stopped when run again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from sigmarec.config import RunError
+
+
+@dataclass
+class Job:
+    model: str
+    seed: int
+    run_dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-s{self.seed}"
+
+
+def plan(models: Sequence[str], seeds: Sequence[int], out: str | Path) -> dict[str, list[Job]]:
+    """The run directory of every (model, seed): ``OUT/MODEL-sSEED``, grouped by model."""
+    return {m: [Job(m, s, Path(out) / f"{m}-s{s}") for s in seeds] for m in models}
+
+
+def progress_line(job: Job) -> str:
+    """``model-sN: epoch E, valid METRIC V (best B @ E*)`` from the run's epoch log, or its state."""
+    if (job.run_dir / "metrics.json").exists():
+        return f"{job.name}: done"
+    log = job.run_dir / "epochs.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written
+            pass
+    if not records:
+        return f"{job.name}: starting"
+    last = records[-1]
+    text = f"{job.name}: epoch {last['epoch']}, loss {last['loss']:.4f}"
+    validated = [r for r in records if r.get("valid")]
+    if validated:
+        metric = "ndcg@20" if "ndcg@20" in validated[-1]["valid"] else next(iter(validated[-1]["valid"]))
+        best = max(validated, key=lambda r: r["valid"].get(metric, float("-inf")))
+        text += f", valid {metric} {validated[-1]['valid'][metric]:.4f} (best {best['valid'][metric]:.4f} @ {best['epoch']})"
+    return text
+
+
+def train_missing(groups: dict[str, list[Job]], dataset: str, sets: Sequence[str] = (), jobs: int = 1, threads: int = 1,
+                  poll_seconds: float = 30.0, echo: Callable[[str], None] = print) -> None:
+    """Train every job without ``metrics.json`` (``sigmarec train`` in a child process), ``jobs`` at a time."""
+    todo = [j for js in groups.values() for j in js if not (j.run_dir / "metrics.json").exists()]
+    if not todo:
+        return
+    echo(f"training {len(todo)} run(s), {jobs} at a time, {threads} thread(s) each")
+    running: list[tuple[Job, subprocess.Popen, Path]] = []
+    last_report = 0.0
+    while todo or running:
+        while todo and len(running) < jobs:
+            job = todo.pop(0)
+            job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+            log = job.run_dir.parent / f"{job.name}.log"
+            cmd = [sys.executable, "-m", "sigmarec.cli", "train", job.model, "--dataset", dataset, "--out", str(job.run_dir),
+                   "--set", f"train.seed={job.seed}", "--set", f"train.num_threads={threads}", "--set", "train.progress=false"]
+            for kv in sets:
+                cmd += ["--set", kv]
+            with open(log, "a") as f:
+                running.append((job, subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT), log))
+        time.sleep(min(poll_seconds, 1.0))
+        for entry in list(running):
+            job, proc, log = entry
+            if proc.poll() is None:
+                continue
+            running.remove(entry)
+            if proc.returncode != 0:
+                for _, other, _ in running:
+                    other.terminate()
+                tail = log.read_text().strip().splitlines()[-1:] if log.exists() else []
+                raise RunError(f"training {job.name} failed (exit {proc.returncode}; log {log}): {' '.join(tail)}")
+            echo(progress_line(job))
+        if running and time.time() - last_report >= poll_seconds:
+            last_report = time.time()
+            for job, _, _ in running:
+                echo(progress_line(job))

@@ -1,0 +1,64 @@
+"""`sigmarec compare` in table mode: Holm correction, the table and its files, training what is missing, resuming
+after a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sigmarec.evaluate.table import holm
+
+from conftest import run_cli
+
+TINY = ["--set", "data.synthetic_users=120", "--set", "model.hidden_size=16", "--set", "train.epochs=2",
+        "--set", "eval.ks=[5,10,20,40]"]
+
+
+def test_holm_matches_a_worked_example():
+    # sorted p: .01 x 3 = .03; .03 x 2 = .06; .04 x 1 = .04 -> kept monotone: .06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([0.2]) == pytest.approx([0.2])
+
+
+def _compare(tmp_path, *extra, check=True):
+    return run_cli("compare", "--models", "sasrec", "gru4rec", "--dataset", "synthetic", "--seeds", "1", "2",
+                   "--out", str(tmp_path / "cmp"), "--set", f"data.cache_dir={tmp_path / 'cache'}", *TINY, *extra, check=check)
+
+
+def test_compare_trains_what_is_missing_and_writes_the_table(tmp_path):
+    proc = _compare(tmp_path, "--jobs", "2")
+    out = tmp_path / "cmp"
+    for name in ("table.md", "table.csv", "table.tex", "table.json", "curves.png"):
+        assert (out / name).exists(), name
+    md = (out / "table.md").read_text()
+    assert "| sasrec |" in md and "| gru4rec |" in md and "**" in md and "Improv. (sasrec vs best other)" in md
+    assert "\\textbf{" in (out / "table.tex").read_text()
+    assert "training 4 run(s), 2 at a time" in proc.stdout
+    for m in ("sasrec", "gru4rec"):
+        for s in (1, 2):
+            assert (out / f"{m}-s{s}" / "metrics.json").exists()
+    again = _compare(tmp_path, "--focus", "gru4rec")
+    assert "training" not in again.stdout and "Improv. (gru4rec vs best other)" in again.stdout  # finished runs reused
+    table = run_cli("compare", "--focus", "gru4rec", "--runs", *[str(out / f"{m}-s{s}") for m in ("sasrec", "gru4rec") for s in (1, 2)])
+    assert table.stdout.splitlines()[2:4] == again.stdout.splitlines()[2:4]  # the same rows from --runs
+
+
+def test_a_killed_compare_resumes(tmp_path):
+    cmd = [sys.executable, "-m", "sigmarec.cli", "compare", "--models", "sasrec", "gru4rec", "--dataset", "synthetic",
+           "--seeds", "1", "--out", str(tmp_path / "cmp"), "--set", f"data.cache_dir={tmp_path / 'cache'}", *TINY]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    first = tmp_path / "cmp" / "sasrec-s1" / "epochs.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (first.exists() and first.read_text().strip()):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the compare and its training child, mid-run
+    proc.wait()
+    assert not (tmp_path / "cmp" / "table.md").exists()
+    done = _compare(tmp_path, "--seeds", "1")
+    assert (tmp_path / "cmp" / "table.md").exists() and "| gru4rec |" in done.stdout
