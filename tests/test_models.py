@@ -82,6 +82,8 @@ def test_loss_finite_and_gradients_reach_item_embeddings(name, loss):
         grad = emb.grad
     elif hasattr(model, "item"):  # a table with extra columns (BERT4Rec's output bias): its item embedding weights
         grad = model.item.weight.grad[: model.n_items + 1]
+    elif hasattr(model, "item_mean"):  # DT4SR: augmented Gaussian parameters; the mean table
+        grad = model.item_mean.weight.grad
     else:  # LightGCN: one table of users, then items, propagated
         grad = model.embedding.weight.grad[model.n_users:]
     assert grad is not None and torch.isfinite(grad).all()

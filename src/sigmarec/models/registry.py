@@ -9,6 +9,7 @@ from sigmarec.models.bprmf import BPRMF
 from sigmarec.models.comirec import ComiRecDR, ComiRecSA
 from sigmarec.models.contrastvae import ContrastVAE
 from sigmarec.models.dss import DSS
+from sigmarec.models.dt4sr import DT4SR
 from sigmarec.models.gru4rec import GRU4Rec
 from sigmarec.models.hnvm import HNVM
 from sigmarec.models.hrnn import HRNN, SessionGRU4Rec
@@ -38,6 +39,7 @@ MODELS: dict[str, type[SequentialRecommender]] = {
     "lightgcn": LightGCN,
     "contrastvae": ContrastVAE,
     "svae": SVAE,
+    "dt4sr": DT4SR,
 }
 
 
