@@ -238,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_data)
 
     t = sub.add_parser("train", help="train a model; resumes if --out holds an unfinished run")
-    t.add_argument("model", help="model name (sasrec, gru4rec, ...)")
+    from sigmarec.models.registry import MODELS
+
+    t.add_argument("model", help=f"model name: {', '.join(MODELS)}")
     t.add_argument("--dataset", help="catalog name or file path (default: synthetic)")
     t.add_argument("--protocol", help="evaluation protocol (default: loo)")
     t.add_argument("--config", help="YAML file with sections data, train, eval, protocol, model")
