@@ -16,12 +16,14 @@ DATA = {"dataset": "synthetic", "synthetic_users": 400, "max_len": 20}
 # measured (seed 0, test NDCG@10; popularity .0136): BERT4Rec .024 after 15 epochs, .051 after 60 and still rising
 # (a cloze model converges slowly: it learns from ~40% of the positions here), SASRec .121 after 15; after 20
 # epochs BERT4Rec .028, BPR-MF .057, LightGCN .057; ContrastVAE .121 after 10; SVAE .080 after 15 (lr 1e-2);
-# DT4SR .147 after 10
+# DT4SR .147 after 10; ACVAE .025 after 20 at lr 3e-3 (.023 without its KL and contrastive terms), .053 after 15 at 1e-2
 SETTINGS = {
     "bert4rec": {"model": {"hidden_size": 32, "n_layers": 1, "mask_prob": 0.4}, "train": {"epochs": 20, "lr": 3e-3}},
     "bprmf": {"model": {"hidden_size": 32}, "train": {"epochs": 20, "lr": 1e-2}},
     "lightgcn": {"model": {"hidden_size": 32, "n_layers": 2}, "train": {"epochs": 20, "lr": 1e-2}},
     "contrastvae": {"model": {"hidden_size": 32, "n_heads": 2}, "train": {"epochs": 10, "lr": 3e-3}},
+    "acvae": {"model": {"hidden_size": 32, "gru_size": 32, "latent_size": 16, "decoder_size": 32, "critic_size": 32},
+              "train": {"epochs": 15, "lr": 1e-2}},
     "dt4sr": {"model": {"hidden_size": 32, "n_layers": 1}, "train": {"epochs": 10, "lr": 3e-3}},
     "svae": {"model": {"hidden_size": 32, "gru_size": 48, "latent_size": 32}, "train": {"epochs": 15, "lr": 1e-2}},
 }
@@ -40,7 +42,8 @@ def _fit(tmp_path, name, model=None, train=None):
     metrics = Trainer(cfg, out).fit()
     reloaded = evaluate_run(out)
     assert reloaded == metrics["test"], "a reloaded run must score as the trained one"
-    losses = [json.loads(line)["loss"] for line in (out / "epochs.jsonl").read_text().splitlines()]
+    # the next-item term where a model logs parts (an adversarial model's total also holds its discriminator's loss)
+    losses = [(lambda r: r.get("recon", r["loss"]))(json.loads(line)) for line in (out / "epochs.jsonl").read_text().splitlines()]
     return metrics, losses
 
 

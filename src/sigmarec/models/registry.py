@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sigmarec.config import ConfigError
+from sigmarec.models.acvae import ACVAE
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.bert4rec import BERT4Rec
 from sigmarec.models.bprmf import BPRMF
@@ -40,6 +41,7 @@ MODELS: dict[str, type[SequentialRecommender]] = {
     "contrastvae": ContrastVAE,
     "svae": SVAE,
     "dt4sr": DT4SR,
+    "acvae": ACVAE,
 }
 
 
