@@ -74,3 +74,19 @@ def test_search_merges_interests_by_max_and_excludes_items():
     expected = np.argsort(-full, axis=1)[:, :5]
     assert np.array_equal(ids, expected)
     np.testing.assert_allclose(scores, np.take_along_axis(full, expected, 1), rtol=1e-5)
+
+
+def test_all_users_are_scored_in_batches_to_parquet(run_dir, tmp_path):
+    out = tmp_path / "recs.parquet"
+    proc = run_cli("recommend", str(run_dir), "--all-users", "-k", "5", "--output", str(out))
+    assert "rows" in proc.stderr
+    frame = pd.read_parquet(out)
+    rec = Recommender.from_run(run_dir, device="cpu")
+    assert set(frame["user"]) == set(map(str, rec.data.user_ids)) and (frame.groupby("user").size() == 5).all()
+    for user in list(rec.data.user_ids[:3]):  # each user's rows equal recommend --user
+        expected = [i for i, _ in rec.recommend_user(str(user), 5)]
+        assert frame[frame["user"] == str(user)].sort_values("rank")["item"].tolist() == expected
+    small = tmp_path / "small.csv"
+    assert rec.recommend_all_users(small, 5, batch_size=7) == len(frame)  # any batch size, CSV too
+    assert pd.read_csv(small, dtype={"user": str, "item": str}).sort_values(["user", "rank"])["item"].tolist() == \
+        frame.sort_values(["user", "rank"])["item"].tolist()

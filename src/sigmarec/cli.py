@@ -143,6 +143,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from sigmarec.runs import write_text_atomic
 
     rec = Recommender.from_run(args.run_dir, args.checkpoint, args.device, args.allow_data_change)
+    if args.all_users:
+        if not args.output:
+            raise ConfigError("--all-users needs --output (a .parquet file, or a .csv)")
+        n = rec.recommend_all_users(args.output, args.k)
+        print(f"wrote {n} rows ({rec.data.n_users} users) to {args.output}", file=sys.stderr)
+        return 0
     if args.split:
         frame = rec.recommend_split(args.split, args.k)
     else:
@@ -314,10 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--history", help="comma-separated item ids, oldest first")
     src.add_argument("--user", help="a known user id: recommend after the whole sequence")
     src.add_argument("--split", choices=["valid", "test"], help="every evaluation case: columns user,rank,item,score")
+    src.add_argument("--all-users", action="store_true", help="every user after the whole sequence, streamed in "
+                     "batches to --output (.parquet or .csv): columns user,rank,item,score")
     r.add_argument("-k", type=int, default=10)
     r.add_argument("--new-session", action="store_true",
                    help="with --user: recommend the first item of a new session (session models; others ignore it)")
-    r.add_argument("--output", help="CSV file (default: stdout)")
+    r.add_argument("--output", help="CSV file (default: stdout); with --all-users .parquet or .csv")
     r.add_argument("--checkpoint", choices=["best", "last"], default="best")
     r.add_argument("--device", default="auto")
     _allow_data_change(r)

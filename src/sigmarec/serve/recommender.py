@@ -116,6 +116,61 @@ class Recommender:
         return pd.concat(frames, ignore_index=True)
 
 
+    @torch.no_grad()
+    def recommend_all_users(self, path: str | Path, k: int = 10, exclude_history: bool = True,
+                            batch_size: int | None = None) -> int:
+        """Top-``k`` for every user after the user's whole sequence, streamed to ``path`` (``.parquet``, else CSV)
+        one batch of users at a time, so memory stays bounded by the batch; columns ``user, rank, item, score``
+        in original ids, users in order of history length. Written to a temporary file, then renamed. Returns the
+        number of rows."""
+        import os
+        import tempfile
+
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+        import pyarrow.parquet as pq
+
+        _check_k(k)
+        data, model, dev, max_len = self.data, self.run.model, self.run.device, self.run.cfg.data.max_len
+        batch_size = batch_size or self.run.cfg.eval.batch_size
+        starts, ends = data.offsets[:-1], data.offsets[1:]
+        order = np.argsort(np.minimum(ends - starts, max_len), kind="stable")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        schema = pa.schema([("user", pa.string()), ("rank", pa.int32()), ("item", pa.string()), ("score", pa.float32())])
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        parquet = path.suffix == ".parquet"
+        writer = pq.ParquetWriter(tmp, schema) if parquet else pa_csv.CSVWriter(tmp, schema)
+        rows_written = 0
+        model.eval()
+        try:
+            for i in range(0, data.n_users, batch_size):
+                users = order[i : i + batch_size]
+                inputs, context = inference_inputs(model, data.items, starts[users], ends[users], max_len, dev,
+                                                   data.session_starts, users, None)
+                history = torch.from_numpy(gather_left_padded(data.items, starts[users], ends[users])).to(dev)
+                scores = mask_scores(model.score_all(inputs, **context).float(), history, exclude_history)
+                top = torch.topk(scores, min(k, data.n_items), dim=1)
+                idx, val = top.indices.cpu().numpy(), top.values.cpu().numpy()
+                keep = np.isfinite(val.ravel())
+                table = pa.table({
+                    "user": pa.array(data.user_ids[np.repeat(users, idx.shape[1])][keep].astype(str)),
+                    "rank": pa.array(np.tile(np.arange(1, idx.shape[1] + 1, dtype=np.int32), len(idx))[keep]),
+                    "item": pa.array(data.item_ids[idx.ravel()][keep].astype(str)),
+                    "score": pa.array(val.ravel()[keep].astype(np.float32)),
+                }, schema=schema)
+                writer.write_table(table)
+                rows_written += table.num_rows
+            writer.close()
+            os.replace(tmp, path)
+        except BaseException:
+            writer.close()
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return rows_written
+
+
 def _check_k(k: int) -> None:
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ConfigError(f"k (the number of recommendations) must be an integer >= 1, got {k!r}")
