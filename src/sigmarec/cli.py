@@ -184,6 +184,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        raise ConfigError("serving needs FastAPI and uvicorn: pip install 'sigmarec[serve]'") from None
+    from sigmarec.serve.app import create_app
+
+    app = create_app(args.run_dir, args.checkpoint, args.device, args.index)
+    print(f"serving {args.run_dir} on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_interests(args: argparse.Namespace) -> int:
     from sigmarec.evaluate.interests import interest_report
 
@@ -344,6 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--checkpoint", choices=["best", "last"], default="best")
     x.add_argument("--device", default="cpu")
     x.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("serve", help="HTTP service: POST /recommend, /recommend/batch; GET /items/ID, /health, /metadata")
+    v.add_argument("run_dir")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--index", help="an exported folder (sigmarec export): search its FAISS index instead of exact scoring")
+    v.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    v.add_argument("--device", default="auto")
+    v.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("interests", help="report on the interests a trained multi-interest model (sigma) learned")
     i.add_argument("run_dir")
