@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sigmarec
 
-LAYERS = ["config", "data", "models", "runs", "evaluate", "train", "serve", "cli"]
+LAYERS = ["files", "config", "data", "models", "runs", "evaluate", "train", "serve", "cli"]
 ROOT = Path(sigmarec.__file__).resolve().parent
 
 

@@ -300,3 +300,14 @@ def test_a_run_directory_that_does_not_fit_gives_one_line(run_dir, tmp_path, cas
         proc = run_cli("evaluate", str(run), check=False)
         fragment = "not valid YAML" if case == "config.yaml not YAML" else "expected a mapping with model_name"
     assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_run_files_are_as_readable_as_the_epoch_log(run_dir):
+    """Atomic writes go through mkstemp/mkdtemp (0600/0700); the files they leave keep the ordinary permissions."""
+    import stat
+
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    log = mode(run_dir / "epochs.jsonl")
+    for name in ("config.yaml", "metrics.json", "data.json", "checkpoints/last/state.json", "data/ids.json"):
+        assert mode(run_dir / name) == log, name
+    assert mode(run_dir / "checkpoints" / "last") == mode(run_dir / "checkpoints")

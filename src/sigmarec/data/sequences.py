@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sigmarec.config import SigmarecError
+from sigmarec.files import make_readable
 
 PAD = 0
 PAD_TOKEN = "<pad>"
@@ -125,6 +126,7 @@ class SequenceData:
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory.parent))
+        make_readable(tmp, directory=True)
         arrays = {"items": self.items, "offsets": self.offsets}
         if self.timestamps is not None:
             arrays["timestamps"] = np.asarray(self.timestamps, dtype=np.float64)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from sigmarec.config import ConfigError
+from sigmarec.files import make_readable
 from sigmarec.data.protocols import EvalSet
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import input_batches
@@ -208,6 +209,7 @@ def interest_report(run_dir: str | Path, out_dir: str | Path | None = None, top:
 def _save_figure(fig: Any, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(fd)
+    make_readable(tmp)
     try:
         fig.savefig(tmp, format="png", dpi=110)
         os.replace(tmp, path)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from sigmarec.config import ConfigError, MissingFileError, RunConfig, RunError
+from sigmarec.files import make_readable
 from sigmarec.evaluate.evaluator import case_ranks
 from sigmarec.evaluate.ranking import parse_metric, per_case_metric
 from sigmarec.runs import find_checkpoint, load_run, load_run_config, load_run_data
@@ -108,6 +109,7 @@ def _write_cache(path: Path, fingerprint: dict[str, Any], users: np.ndarray, tar
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        make_readable(tmp)
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, users=users, targets=targets, ranks=ranks, **{k: np.asarray(v) for k, v in fingerprint.items()})

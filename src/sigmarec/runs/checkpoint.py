@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sigmarec.config import RunError
-from sigmarec.runs.files import write_json_atomic
+from sigmarec.runs.files import make_readable, write_json_atomic
 
 log = logging.getLogger("sigmarec")
 
@@ -52,6 +52,7 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    make_readable(tmp, directory=True)
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, str(tmp / "model.safetensors"))

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from sigmarec.config import ConfigError, UnknownIdError
+from sigmarec.files import make_readable
 from sigmarec.data.batching import gather_left_padded
 from sigmarec.evaluate.evaluator import scored_batches
 from sigmarec.evaluate.ranking import mask_scores
@@ -140,6 +141,7 @@ class Recommender:
         schema = pa.schema([("user", pa.string()), ("rank", pa.int32()), ("item", pa.string()), ("score", pa.float32())])
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         os.close(fd)
+        make_readable(tmp)
         parquet = path.suffix == ".parquet"
         writer = pq.ParquetWriter(tmp, schema) if parquet else pa_csv.CSVWriter(tmp, schema)
         rows_written = 0

@@ -71,11 +71,18 @@ def _delimited_sep(p: Path, sep: str | None) -> str:
     return "\t" if "\t" in _first_line(p)[1] else ","
 
 
-def _missing_columns(p: Path, wanted: list[str], available: list[str]) -> None:
+def _missing_columns(p: Path, wanted: list[str], available: list[str], time_col: str | None = None,
+                     rating_col: str | None = None) -> None:
     missing = [c for c in wanted if c not in available]
     if missing:
+        hint = ""
+        if time_col in missing:
+            hint += f"; a file without times: set data.time_col=null (each user's rows are then taken in file order)"
+        if rating_col in missing:
+            hint += "; without ratings: data.rating_col=null"
         raise DataError(
             f"{p}: column(s) {', '.join(map(repr, missing))} not found; available columns: {', '.join(map(str, available))}"
+            f"{hint}"
         )
 
 
@@ -99,7 +106,7 @@ def read_delimited(
         header_fields = _splitter(sep, True)(header)
     except csv.Error as exc:
         raise DataError(f"{p} line {n}: malformed header ({exc})") from None
-    _missing_columns(p, wanted, header_fields)
+    _missing_columns(p, wanted, header_fields, time_col, rating_col)
     expected = f"(header: {sep.join(header_fields)})"
     df = _arrow_table(p, sep, names=None, columns=wanted, quoting=True, expected=expected)
     frame = _frame_from(df, _Where(p, header_lines=1), user_col, item_col, time_col, rating_col, with_role=True)
@@ -126,7 +133,7 @@ def _read_parquet(
     except Exception as exc:  # noqa: BLE001 - as below
         raise DataError(f"{p}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
     wanted = list(dict.fromkeys(c for c in (user_col, item_col, time_col, rating_col) if c is not None))
-    _missing_columns(p, wanted, available)
+    _missing_columns(p, wanted, available, time_col, rating_col)
     try:
         df = pq.read_table(p, columns=wanted).to_pandas(ignore_metadata=True)
     except Exception as exc:  # noqa: BLE001 - a damaged file fails anywhere in pyarrow (bad UTF-8, thrift, metadata)
