@@ -260,6 +260,9 @@ def _allow_data_change(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sigmarec", description="Sequential recommendation: train, evaluate and serve models.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from sigmarec import __version__
+
+    p.add_argument("--version", action="version", version=f"sigmarec {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="inspect or prepare a data set")

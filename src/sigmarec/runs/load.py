@@ -53,6 +53,8 @@ class LoadedRun:
     split: Split
     model: SequentialRecommender
     device: torch.device
+    run_dir: Path | None = None
+    metrics: dict | None = None  # the final metrics, when the run was just trained (``sigmarec.train``)
 
 
 def check_data_pin(run_dir: str | Path, data: SequenceData, allow_change: bool = False) -> None:
@@ -125,4 +127,4 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
         raise RunError(f"{run_dir}: no '{checkpoint}' checkpoint; has training run for at least one epoch?")
     load_checkpoint(ckpt, model, None, dev)
     model.eval()
-    return LoadedRun(cfg, data, split, model, dev)
+    return LoadedRun(cfg, data, split, model, dev, Path(run_dir))

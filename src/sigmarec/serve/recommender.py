@@ -78,6 +78,19 @@ class Recommender:
             for idx, val in zip(top.indices.cpu(), top.values.cpu())
         ]
 
+    def recommend_frame(self, histories: pd.DataFrame, k: int = 10, user_col: str = "user", item_col: str = "item",
+                        time_col: str | None = None, exclude_history: bool = True) -> pd.DataFrame:
+        """Top-``k`` for each history in a DataFrame of interactions (one row per item; ``user_col`` names the
+        history, ordered by ``time_col`` or else by row order): columns ``user, rank, item, score``."""
+        missing = [c for c in (user_col, item_col, time_col) if c is not None and c not in histories.columns]
+        if missing:
+            raise ConfigError(f"histories: column(s) {missing} not found; columns: {list(histories.columns)}")
+        frame = histories.sort_values(time_col, kind="stable") if time_col else histories
+        groups = frame.groupby(user_col, sort=False)[item_col].apply(lambda s: [str(i) for i in s])
+        recs = self.recommend_many(list(groups), k, exclude_history)
+        return pd.DataFrame([(u, r + 1, item, score) for u, items in zip(groups.index, recs) for r, (item, score) in enumerate(items)],
+                            columns=["user", "rank", "item", "score"])
+
     def recommend(self, history: Sequence[str], k: int = 10, exclude_history: bool = True) -> list[tuple[str, float]]:
         return self.recommend_many([history], k, exclude_history)[0]
 

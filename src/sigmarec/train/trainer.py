@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from collections.abc import Callable
@@ -209,7 +210,7 @@ class Trainer:
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         n = 0
         bar = tqdm(train_batches(self.split, tc.batch_size, self.cfg.data.max_len, rng, tc.bucket_by_length), total=total,
-                   desc=f"epoch {epoch}", disable=not tc.progress, leave=False, dynamic_ncols=True)
+                   desc=f"epoch {epoch}", disable=not tc.progress or not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
         for batch in bar:
             batch = batch.to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
