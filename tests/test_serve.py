@@ -78,7 +78,7 @@ def test_items_health_metadata(served):
     assert faiss.get("/metadata").json()["scoring"] == "faiss exact"
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=8),
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                            max_leaves=12)
 bodies = st.fixed_dictionaries({}, optional={"user": json_values, "history": json_values, "k": json_values,

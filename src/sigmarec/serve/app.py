@@ -139,6 +139,46 @@ class Service:
                                                skipped=skipped))
         return responses
 
+    def item_name(self, i: int) -> str | None:
+        """A readable name of internal item ``i`` where the data set has one (e.g. ml-100k titles)."""
+        side = self.rec.data.item_side
+        if side is None or i not in side.index:
+            return None
+        for column in ("title", "movie_title", "name"):
+            if column in side.columns and isinstance(side.loc[i, column], str):
+                return side.loc[i, column]
+        return None
+
+    def users(self, prefix: str = "", limit: int = 20) -> list[str]:
+        ids = self.rec.data.user_ids.astype(str)
+        return [u for u in ids if u.startswith(prefix)][:limit]
+
+    def user(self, user_id: str) -> dict:
+        u = self.rec._user_index.get(user_id)
+        if u is None:
+            raise UnknownIdError(f"unknown user id {user_id!r}")
+        seq = self.rec.data.sequence(u)
+        return {"user": user_id, "history": [{"item": str(self.rec.data.item_ids[i]), "name": self.item_name(int(i))} for i in seq]}
+
+    @torch.no_grad()
+    def interests(self, user_id: str, top: int = 5) -> dict:
+        """The user's interests where the model has them (SIGMA): each one's intensity and its closest items."""
+        model = self.rec.run.model
+        if not (hasattr(model, "interest_vectors") and hasattr(model, "interest_intensities")):
+            return {"user": user_id, "interests": None, "reason": f"{self.rec.run.cfg.model_name} has no interests"}
+        u = self.rec._user_index.get(user_id)
+        if u is None:
+            raise UnknownIdError(f"unknown user id {user_id!r}")
+        seq = self.rec.data.sequence(u)[-self.rec.run.cfg.data.max_len:]
+        inputs = torch.as_tensor(seq, device=self.rec.run.device).unsqueeze(0)
+        vectors, alpha = model.interest_vectors(inputs)[0], model.interest_intensities(inputs)[0]
+        scores = vectors @ model.item_embeddings()[1:].T
+        best = torch.topk(scores, min(top, scores.shape[1]), dim=1).indices + 1
+        out = [{"interest": j, "intensity": float(alpha[j]),
+                "items": [{"item": str(self.rec.data.item_ids[i]), "name": self.item_name(int(i))} for i in best[j].tolist()]}
+               for j in torch.argsort(alpha, descending=True).tolist()]
+        return {"user": user_id, "interests": out}
+
     def item(self, item_id: str) -> dict:
         i = self.rec._item_index.get(item_id)
         if i is None:
@@ -173,6 +213,26 @@ def create_app(run_dir: str | Path, checkpoint: str = "best", device: str = "aut
             raise HTTPException(status_code=404, detail=str(exc).strip('"')) from None
         except (SigmarecError, ValueError) as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
+
+    from fastapi.responses import HTMLResponse
+
+    from sigmarec.serve.page import PAGE
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return PAGE
+
+    @app.get("/users")
+    def users(prefix: str = "", limit: int = 20) -> dict:
+        return {"users": service.users(prefix, max(1, min(limit, 1000)))}
+
+    @app.get("/users/{user_id}")
+    def user(user_id: str) -> dict:
+        return guarded(service.user, user_id)
+
+    @app.get("/users/{user_id}/interests")
+    def interests(user_id: str) -> dict:
+        return guarded(service.interests, user_id)
 
     @app.get("/health")
     def health() -> dict:
