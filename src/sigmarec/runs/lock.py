@@ -20,7 +20,7 @@ except ImportError:  # not POSIX: no locking
 
 # temporary names the atomic writers and save_checkpoint use (".NAME.<random>"), left behind by a kill or a full disk
 # (".tmp-": the folder SequenceData.save writes the run's data copy into; "data.old": the copy it replaces)
-TEMP_PREFIXES = (".config.yaml.", ".data.json.", ".metrics.json.", ".epochs.jsonl.", ".tmp-", "data.old")
+TEMP_PREFIXES = (".config.yaml.", ".data.json.", ".metrics.json.", ".epochs.jsonl.", ".curves.png.", ".tmp-", "data.old")
 CHECKPOINT_TEMP_PREFIXES = (".last.", ".best.")
 
 

@@ -28,6 +28,7 @@ from sigmarec.data.protocols import Split, make_split
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import evaluate
 from sigmarec.models.registry import get_model_class
+from sigmarec.train.report import TensorBoard, end_summary, start_summary, write_curves
 from sigmarec.runs import (RunLock, build_model, check_data_pin, find_checkpoint, load_checkpoint, read_state, remove_stale_temporaries, resolve_device, save_data_snapshot,
                            save_checkpoint, write_json_atomic, write_text_atomic)
 
@@ -274,6 +275,8 @@ class Trainer:
             self._truncate_log(0)
         elif (self.run_dir / "epochs.jsonl").exists():
             self._truncate_log(0)
+        log.info("%s", start_summary(self.cfg, self.model, self.data, self.split, self.device))
+        board = TensorBoard(self.run_dir)
         start = time.time()
         epoch_times: list[float] = []
         while not state["finished"] and state["epoch"] < tc.epochs:
@@ -301,6 +304,7 @@ class Trainer:
             if state["bad_epochs"] >= tc.patience:
                 state["finished"] = True
             self._log_epoch(record)  # before the checkpoint that claims the epoch: a resume truncates it, never loses it
+            board.log(record)
             if improved:  # with the optimizer and trainer state, so a run whose `last` is damaged can resume from here
                 save_checkpoint(ckpt_dir / "best", self.model, self.optimizer, {**state, tc.valid_metric: state["best_value"]})
             save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
@@ -311,9 +315,12 @@ class Trainer:
             log.info("%s  max time left %s", msg, _fmt_seconds(eta))
         state["finished"] = True
         save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
+        board.close()
         best = find_checkpoint(ckpt_dir / "best")
         if best is not None:
             load_checkpoint(best, self.model, None, self.device)
+        log.info("%s", end_summary(state, tc, best is not None))
+        write_curves(self.run_dir, tc.valid_metric)
         metrics = {"valid": self.evaluate("valid"), "test": self.evaluate("test"), "best_epoch": state["best_epoch"],
                    "epochs": state["epoch"], "train_seconds_this_session": round(time.time() - start, 2)}
         write_json_atomic(self.run_dir / "metrics.json", metrics)

@@ -1,0 +1,106 @@
+"""What a training run tells its user: a start summary (device, threads, parameters, data), an end summary (why it
+stopped, which checkpoint it restored, whether it was still improving), ``curves.png`` in the run directory and a
+TensorBoard log when ``tensorboard`` is installed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sigmarec.files import make_readable
+
+log = logging.getLogger("sigmarec")
+
+
+def start_summary(cfg: Any, model: torch.nn.Module, data: Any, split: Any, device: torch.device) -> str:
+    params = sum(p.numel() for p in model.parameters())
+    return (f"{cfg.model_name} on {data.name}: {data.n_users:,} users, {data.n_items:,} items, {data.n_interactions:,} "
+            f"interactions ({split.n_train_targets:,} training targets, {len(split.valid):,} validation and "
+            f"{len(split.test):,} test cases); {params:,} parameters; device {device}, {torch.get_num_threads()} "
+            f"thread(s); up to {cfg.train.epochs} epochs, patience {cfg.train.patience}")
+
+
+def end_summary(state: dict[str, Any], tc: Any, restored: bool) -> str:
+    """Why training ended and what that means for the result."""
+    epoch, best = state["epoch"], state["best_epoch"]
+    if state["bad_epochs"] >= tc.patience:
+        why = f"stopped early at epoch {epoch}: no better validation {tc.valid_metric} for {tc.patience} validations"
+    else:
+        why = f"reached the epoch budget ({epoch} of {tc.epochs})"
+    text = why + (f"; restored the best checkpoint (epoch {best}, {tc.valid_metric} {state['best_value']:.4f})" if restored else "")
+    if best == epoch and state["bad_epochs"] < tc.patience and epoch > 0:
+        text += ("; the model was still improving at its last epoch: more epochs (train.epochs) would likely help")
+    return text
+
+
+def write_curves(run_dir: Path, metric: str) -> Path | None:
+    """``RUN_DIR/curves.png``: training loss and validation ``metric`` per epoch (written atomically)."""
+    path = Path(run_dir) / "epochs.jsonl"
+    records = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, left = plt.subplots(figsize=(7, 4))
+    left.plot([r["epoch"] for r in records], [r["loss"] for r in records], color="#777", label="training loss")
+    left.set_xlabel("epoch")
+    left.set_ylabel("training loss")
+    valid = [(r["epoch"], r["valid"][metric]) for r in records if metric in r.get("valid", {})]
+    if valid:
+        right = left.twinx()
+        right.plot(*zip(*valid), color="#2a6fdb", label=f"validation {metric}")
+        right.set_ylabel(f"validation {metric}", color="#2a6fdb")
+    left.set_title(Path(run_dir).name, fontsize=9)
+    fig.tight_layout()
+    out = Path(run_dir) / "curves.png"
+    fd, tmp = tempfile.mkstemp(prefix=".curves.png.", dir=run_dir)
+    os.close(fd)
+    make_readable(tmp)
+    try:
+        fig.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+class TensorBoard:
+    """Scalars per epoch into ``RUN_DIR/tensorboard`` when the ``tensorboard`` package is installed, else nothing."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard not installed: an optional extra
+            return
+        self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.writer is None:
+            return
+        epoch = record["epoch"]
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and key != "epoch":
+                self.writer.add_scalar(f"train/{key}", value, epoch)
+        for key, value in record.get("valid", {}).items():
+            self.writer.add_scalar(f"valid/{key}", value, epoch)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
