@@ -45,6 +45,7 @@ def test_recommend_split_with_k_above_the_eligible_items_returns_only_eligible_i
     (["--user", "no-such-user"], "unknown user id 'no-such-user'"),
     (["--history", "nope", "-k", "2"], "unknown item id(s) ['nope']"),
     (["--user", "0", "--device", "cuda:7"], "device 'cuda:7'"),
+    (["--user", "0", "--threads", "0"], "--threads must be >= 1"),
 ])
 def test_bad_recommend_requests_fail_in_one_line(run_dir, args, fragment):
     proc = run_cli("recommend", str(run_dir), *args, check=False)

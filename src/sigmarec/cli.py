@@ -47,6 +47,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from sigmarec.train.trainer import Trainer
 
     overrides = parse_set(args.set or [])
+    if args.threads:
+        overrides.setdefault("train", {})["num_threads"] = args.threads
     if args.dataset:
         overrides.setdefault("data", {})["dataset"] = args.dataset
     if args.protocol:
@@ -216,8 +218,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     root = Path(args.out) / time.strftime("demo-%Y%m%d-%H%M%S")
     results, timing = {}, {}
     for model in ("sigma", "sasrec"):
-        cfg = make_config(model, {"data": {"dataset": "synthetic"}, "train": {"epochs": args.epochs, "patience": 10,
-                                                                             "progress": not args.quiet}})
+        train = {"epochs": args.epochs, "patience": 10, "progress": not args.quiet}
+        if args.threads:
+            train["num_threads"] = args.threads
+        cfg = make_config(model, {"data": {"dataset": "synthetic"}, "train": train})
         metrics = Trainer(cfg, root / model).fit()
         results[model] = metrics["test"]
         lines = [json.loads(l) for l in (root / model / "epochs.jsonl").read_text().splitlines()]
@@ -257,6 +261,11 @@ def _allow_data_change(parser: argparse.ArgumentParser) -> None:
                         help="use the data even if it differs from what the run was trained on (refused otherwise)")
 
 
+def _threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads for this command (default: torch's "
+                        "choice, one per core; on a machine shared with other jobs, fewer threads degrade less)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sigmarec", description="Sequential recommendation: train, evaluate and serve models.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -289,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the resolved configuration, each non-default value marked with the layer that set it "
                         "(model training defaults, data set, preset, --config, --set), and exit")
     _allow_data_change(t)
+    _threads(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a trained run")
@@ -298,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print the metric dict as JSON")
     _allow_data_change(e)
+    _threads(e)
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("compare", help="paired per-user significance test: runs of model A against runs of model B",
@@ -345,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint", choices=["best", "last"], default="best")
     r.add_argument("--device", default="auto")
     _allow_data_change(r)
+    _threads(r)
     r.set_defaults(func=cmd_recommend)
 
     x = sub.add_parser("export", help="item vectors and id map (Parquet) and a FAISS index, with its measured recall")
@@ -359,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--nprobe", type=int, help="IVF: lists searched per query (default 16)")
     x.add_argument("--checkpoint", choices=["best", "last"], default="best")
     x.add_argument("--device", default="cpu")
+    _threads(x)
     x.set_defaults(func=cmd_export)
 
     v = sub.add_parser("serve", help="HTTP service: POST /recommend, /recommend/batch; GET /items/ID, /health, /metadata")
@@ -368,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--index", help="an exported folder (sigmarec export): search its FAISS index instead of exact scoring")
     v.add_argument("--checkpoint", choices=["best", "last"], default="best")
     v.add_argument("--device", default="auto")
+    _threads(v)
     v.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("interests", help="report on the interests a trained multi-interest model (sigma) learned")
@@ -377,12 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--checkpoint", choices=["best", "last"], default="best")
     i.add_argument("--device", default="auto")
     _allow_data_change(i)
+    _threads(i)
     i.set_defaults(func=cmd_interests)
 
     m = sub.add_parser("demo", help="train on the bundled synthetic data set and print a comparison")
     m.add_argument("--out", default="runs")
     m.add_argument("--epochs", type=int, default=20)
     m.add_argument("--quiet", action="store_true")
+    _threads(m)
     m.set_defaults(func=cmd_demo)
     return p
 
@@ -391,6 +407,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
+        threads = getattr(args, "threads", None) if args.command != "compare" else None  # compare: per job
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"--threads must be >= 1, got {threads}")
+            import torch
+
+            torch.set_num_threads(threads)
         return args.func(args)
     except (SigmarecError, OSError) as exc:  # what was asked does not work, or the machine refused (path, disk): why
         print(f"error: {exc}", file=sys.stderr)
