@@ -98,6 +98,27 @@ $PY -m sigmarec.cli compare --runs runs/bench/sigma-beauty-ce-i15-s{1,2,3} --aga
 W=(--dataset office --loss ce --threads 1 --max-len 100 --set model.hidden_size=128 --set model.n_heads=4)
 $PY benchmarks/run.py accuracy --model sasrec "${W[@]}" --seeds 1 --tag i15-d128
 $PY benchmarks/run.py accuracy --model sigma "${W[@]}" --seeds 1 --tag i15-d128
+# issue 16: every registered model under its own defaults, nothing else set (one seed: the library's seed 42),
+# against its BENCHMARKS.md row; models without an Office row get one from the long recipe (tag i16-ref)
+for m in sasrec gru4rec pop sigma sine comirec_sa mind comirec_dr dss hrnn gru4rec_session hnvm; do
+  /usr/bin/time -f "WALL $m %e s" $PY -m sigmarec.cli train $m --dataset office --threads 1 --out runs/conv/$m-office --json
+done
+for m in pop gru4rec gru4rec_session hrnn hnvm; do
+  $PY benchmarks/run.py accuracy --dataset office --loss ce --threads 1 --model $m --seeds 1 --tag i16-ref
+done
+$PY benchmarks/run.py accuracy --dataset office --loss ce --threads 1 --model comirec_sa --seeds 1 --epochs 1000 --patience 40 --tag i16-check
+# issue 18: SIGMA's Table 1 on Office and Beauty by one command each (trains what is missing, resumable)
+$PY -m sigmarec.cli compare --dataset office --models sigma sasrec contrastvae bert4rec svae acvae dt4sr mind comirec_sa bprmf lightgcn \
+  --seeds 1 2 3 --jobs 2 --threads 1 --out runs/table1-office
+$PY -m sigmarec.cli compare --dataset beauty --models sigma sasrec contrastvae bert4rec svae acvae dt4sr mind comirec_sa bprmf lightgcn \
+  --seeds 1 2 3 --jobs 2 --threads 1 --out runs/table1-beauty
+$PY benchmarks/run.py speed --dataset office --models sasrec bert4rec svae acvae contrastvae dt4sr bprmf lightgcn --epochs 3 --threads 1
+# issue 19: serving on Beauty (exact and FAISS), loopback load test on an idle machine
+for m in sasrec sigma; do
+  $PY -m sigmarec.cli export runs/bench/$m-beauty-ce-i15-s1 --out runs/export/$m-beauty --index hnsw
+  $PY benchmarks/load.py runs/bench/$m-beauty-ce-i15-s1 --clients 8 --requests 3000 --seconds 60
+  $PY benchmarks/load.py runs/bench/$m-beauty-ce-i15-s1 --index runs/export/$m-beauty --clients 8 --requests 3000 --seconds 60
+done
 $PY benchmarks/run.py speed --dataset beauty --models sasrec sigma --threads 1
 $PY benchmarks/run.py speed --dataset office --models sasrec sine dss mind comirec_dr comirec_sa --epochs 3 --threads 1
 $PY benchmarks/run.py speed --dataset ml-100k --models gru4rec gru4rec_session hrnn hnvm sasrec --epochs 2 --threads 1
