@@ -53,3 +53,21 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from sigmarec.train.trainer import Trainer\n")
     assert imports_of(bad) == [(2, "sigmarec.train.trainer")]
     assert layer_of("sigmarec.train.trainer") > layer_of("sigmarec.evaluate.paired")
+
+
+def test_the_cli_and_the_model_names_load_without_torch():
+    """`sigmarec --help` and the registry's names import no model (and no torch): the help is instant."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sigmarec.cli; from sigmarec.models import MODELS; assert len(list(MODELS)) > 10; "
+            "sigmarec.cli.build_parser(); assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_registered_model_resolves():
+    from sigmarec.models import MODELS, SequentialRecommender
+
+    for name in MODELS:
+        cls = MODELS[name]
+        assert issubclass(cls, SequentialRecommender) and hasattr(cls, "config_class"), name

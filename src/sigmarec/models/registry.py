@@ -1,48 +1,58 @@
-"""Models by name: the one place a new model is registered."""
+"""Models by name: the one place a new model is registered.
+
+Each entry names the module and class; a model's module (and torch) is imported only when the model is asked for,
+so listing the names (``sigmarec train --help``) costs nothing.
+"""
 
 from __future__ import annotations
 
-from sigmarec.config import ConfigError
-from sigmarec.models.acvae import ACVAE
-from sigmarec.models.base import SequentialRecommender
-from sigmarec.models.bert4rec import BERT4Rec
-from sigmarec.models.bprmf import BPRMF
-from sigmarec.models.comirec import ComiRecDR, ComiRecSA
-from sigmarec.models.contrastvae import ContrastVAE
-from sigmarec.models.dss import DSS
-from sigmarec.models.dt4sr import DT4SR
-from sigmarec.models.gru4rec import GRU4Rec
-from sigmarec.models.hnvm import HNVM
-from sigmarec.models.hrnn import HRNN, SessionGRU4Rec
-from sigmarec.models.lightgcn import LightGCN
-from sigmarec.models.mind import MIND
-from sigmarec.models.pop import Pop
-from sigmarec.models.sasrec import SASRec
-from sigmarec.models.sigma import SIGMA
-from sigmarec.models.sine import SINE
-from sigmarec.models.svae import SVAE
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
-MODELS: dict[str, type[SequentialRecommender]] = {
-    "sasrec": SASRec,
-    "gru4rec": GRU4Rec,
-    "sigma": SIGMA,
-    "mind": MIND,
-    "comirec_dr": ComiRecDR,
-    "comirec_sa": ComiRecSA,
-    "sine": SINE,
-    "dss": DSS,
-    "pop": Pop,
-    "hrnn": HRNN,
-    "gru4rec_session": SessionGRU4Rec,
-    "hnvm": HNVM,
-    "bert4rec": BERT4Rec,
-    "bprmf": BPRMF,
-    "lightgcn": LightGCN,
-    "contrastvae": ContrastVAE,
-    "svae": SVAE,
-    "dt4sr": DT4SR,
-    "acvae": ACVAE,
+from sigmarec.config import ConfigError
+
+if TYPE_CHECKING:
+    from sigmarec.models.base import SequentialRecommender
+
+REGISTRY: dict[str, str] = {
+    "sasrec": "sasrec:SASRec",
+    "gru4rec": "gru4rec:GRU4Rec",
+    "sigma": "sigma:SIGMA",
+    "mind": "mind:MIND",
+    "comirec_dr": "comirec:ComiRecDR",
+    "comirec_sa": "comirec:ComiRecSA",
+    "sine": "sine:SINE",
+    "dss": "dss:DSS",
+    "pop": "pop:Pop",
+    "hrnn": "hrnn:HRNN",
+    "gru4rec_session": "hrnn:SessionGRU4Rec",
+    "hnvm": "hnvm:HNVM",
+    "bert4rec": "bert4rec:BERT4Rec",
+    "bprmf": "bprmf:BPRMF",
+    "lightgcn": "lightgcn:LightGCN",
+    "contrastvae": "contrastvae:ContrastVAE",
+    "svae": "svae:SVAE",
+    "dt4sr": "dt4sr:DT4SR",
+    "acvae": "acvae:ACVAE",
 }
+
+
+class _Models(Mapping):
+    """``MODELS[name]`` -> the model class, imported on first use; iterating gives the names in registry order."""
+
+    def __getitem__(self, name: str) -> type[SequentialRecommender]:
+        module, cls = REGISTRY[name].split(":")
+        return getattr(importlib.import_module(f"sigmarec.models.{module}"), cls)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(REGISTRY)
+
+    def __len__(self) -> int:
+        return len(REGISTRY)
+
+
+MODELS: Mapping[str, type[SequentialRecommender]] = _Models()
 
 
 def get_model_class(name: str) -> type[SequentialRecommender]:
