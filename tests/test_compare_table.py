@@ -31,15 +31,25 @@ def _compare(tmp_path, *extra, check=True):
                    "--out", str(tmp_path / "cmp"), "--set", f"data.cache_dir={tmp_path / 'cache'}", *TINY, *extra, check=check)
 
 
-def test_compare_trains_what_is_missing_and_writes_the_table(tmp_path):
-    proc = _compare(tmp_path, "--jobs", "2")
+def test_compare_trains_what_is_missing_resumes_after_a_kill_and_writes_the_table(tmp_path):
     out = tmp_path / "cmp"
+    cmd = [sys.executable, "-m", "sigmarec.cli", "compare", "--models", "sasrec", "gru4rec", "--dataset", "synthetic",
+           "--seeds", "1", "2", "--jobs", "2", "--out", str(out), "--set", f"data.cache_dir={tmp_path / 'cache'}", *TINY]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    first = out / "sasrec-s1" / "epochs.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (first.exists() and first.read_text().strip()):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the compare and its training children, mid-run
+    proc.wait()
+    assert not (out / "table.md").exists()
+    done = _compare(tmp_path, "--jobs", "2")  # resumes: finished runs reused, the others trained or resumed
+    assert "run(s), 2 at a time" in done.stdout
     for name in ("table.md", "table.csv", "table.tex", "table.json", "curves.png"):
         assert (out / name).exists(), name
     md = (out / "table.md").read_text()
     assert "| sasrec |" in md and "| gru4rec |" in md and "**" in md and "Improv. (sasrec vs best other)" in md
     assert "\\textbf{" in (out / "table.tex").read_text()
-    assert "training 4 run(s), 2 at a time" in proc.stdout
     for m in ("sasrec", "gru4rec"):
         for s in (1, 2):
             assert (out / f"{m}-s{s}" / "metrics.json").exists()
@@ -47,18 +57,3 @@ def test_compare_trains_what_is_missing_and_writes_the_table(tmp_path):
     assert "training" not in again.stdout and "Improv. (gru4rec vs best other)" in again.stdout  # finished runs reused
     table = run_cli("compare", "--focus", "gru4rec", "--runs", *[str(out / f"{m}-s{s}") for m in ("sasrec", "gru4rec") for s in (1, 2)])
     assert table.stdout.splitlines()[2:4] == again.stdout.splitlines()[2:4]  # the same rows from --runs
-
-
-def test_a_killed_compare_resumes(tmp_path):
-    cmd = [sys.executable, "-m", "sigmarec.cli", "compare", "--models", "sasrec", "gru4rec", "--dataset", "synthetic",
-           "--seeds", "1", "--out", str(tmp_path / "cmp"), "--set", f"data.cache_dir={tmp_path / 'cache'}", *TINY]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    first = tmp_path / "cmp" / "sasrec-s1" / "epochs.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (first.exists() and first.read_text().strip()):
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the compare and its training child, mid-run
-    proc.wait()
-    assert not (tmp_path / "cmp" / "table.md").exists()
-    done = _compare(tmp_path, "--seeds", "1")
-    assert (tmp_path / "cmp" / "table.md").exists() and "| gru4rec |" in done.stdout

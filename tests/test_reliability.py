@@ -312,3 +312,21 @@ def test_run_files_are_as_readable_as_the_epoch_log(run_dir):
     for name in ("config.yaml", "metrics.json", "data.json", "checkpoints/last/state.json", "data/ids.json"):
         assert mode(run_dir / name) == log, name
     assert mode(run_dir / "checkpoints" / "last") == mode(run_dir / "checkpoints")
+
+
+def test_a_kill_before_the_first_checkpoint_starts_over(tmp_path):
+    """Killed after the first epoch's log line but before its checkpoint: nothing to resume from and no result to
+    protect, so the run starts over (with a warning) instead of asking for --restart."""
+    import json
+    import shutil
+
+    args = _tiny_train_args(tmp_path, 1)
+    run_cli(*args)
+    run = tmp_path / "run"
+    first = json.loads((run / "metrics.json").read_text())
+    shutil.rmtree(run / "checkpoints")
+    (run / "metrics.json").unlink()
+    proc = run_cli(*args)
+    assert "starting over" in proc.stderr
+    assert json.loads((run / "metrics.json").read_text())["test"] == first["test"]
+    assert len((run / "epochs.jsonl").read_text().splitlines()) == 1

@@ -172,10 +172,10 @@ class Trainer:
                        "over, or use another --out")
 
     def _holds_training(self) -> bool:
-        """Whether the run directory has results of earlier training (a metrics file, a best checkpoint or logged epochs)."""
-        log_path = self.run_dir / "epochs.jsonl"
-        return ((self.run_dir / "metrics.json").exists() or find_checkpoint(self.run_dir / "checkpoints" / "best") is not None
-                or (log_path.exists() and log_path.read_text().strip() != ""))
+        """Whether the run directory has results of earlier training that a restart would overwrite: a metrics file or
+        a best checkpoint. Logged epochs alone (a kill before the first checkpoint was in place) cannot be resumed
+        from and are not results: those runs start over, with a warning."""
+        return (self.run_dir / "metrics.json").exists() or find_checkpoint(self.run_dir / "checkpoints" / "best") is not None
 
     def _log_epoch(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / "epochs.jsonl", "a") as f:
@@ -274,6 +274,9 @@ class Trainer:
             log.warning("%s: no readable last checkpoint; starting over (--restart)", self.run_dir)
             self._truncate_log(0)
         elif (self.run_dir / "epochs.jsonl").exists():
+            if (self.run_dir / "epochs.jsonl").read_text().strip():
+                log.warning("%s: logged epochs but no checkpoint (interrupted before the first was saved); starting over",
+                            self.run_dir)
             self._truncate_log(0)
         log.info("%s", start_summary(self.cfg, self.model, self.data, self.split, self.device))
         board = TensorBoard(self.run_dir)
