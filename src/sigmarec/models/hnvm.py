@@ -62,6 +62,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import ModelConfig, SequentialRecommender
+from sigmarec.models.layers.anneal import annealed_weight
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.gaussian import kl_diag_gaussians
 from sigmarec.models.layers.losses import bpr_loss, next_item_loss
@@ -190,10 +191,7 @@ class HNVM(SequentialRecommender):
 
     def _kl_weight_tensor(self) -> torch.Tensor:
         """``kl_weight()`` on the step counter's device, without a host sync per step."""
-        steps = self.cfg.anneal_steps
-        if steps <= 0:
-            return torch.tensor(1.0, device=self.step.device)
-        return (self.step.double() / steps).clamp(max=1.0).float()
+        return annealed_weight(self.step, 1.0, self.cfg.anneal_steps)
 
     # ---- distributions ----
     def _gaussian(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

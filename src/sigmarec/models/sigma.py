@@ -31,6 +31,7 @@ from torch import nn
 
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import ModelConfig, SequentialRecommender
+from sigmarec.models.layers.anneal import annealed_weight
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.gaussian import kl_standard_normal, mixture_kl_mc
 from sigmarec.models.layers.init import init_weights
@@ -219,10 +220,7 @@ class SIGMA(SequentialRecommender):
     def _kl_weight_tensor(self) -> torch.Tensor:
         """``kl_weight()`` computed on the step counter's device (no host sync per step; float64 then float32,
         the value a Python float multiplying a float32 tensor takes)."""
-        c = self.cfg
-        if c.anneal_steps <= 0:
-            return torch.tensor(c.kl_cap, device=self.step.device)
-        return (self.step.double() / c.anneal_steps).clamp(max=c.kl_cap).float()
+        return annealed_weight(self.step, self.cfg.kl_cap, self.cfg.anneal_steps)
 
     # ---- MIE-VAE ----
     def unit_categories(self) -> torch.Tensor:

@@ -20,6 +20,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from sigmarec.config import check
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import ModelConfig, SequentialRecommender
+from sigmarec.models.layers.anneal import annealed_weight
 from sigmarec.models.gru4rec import roll_rows
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.gaussian import kl_standard_normal
@@ -66,10 +67,7 @@ class SVAE(SequentialRecommender):
         self.step += 1
 
     def kl_weight(self) -> torch.Tensor:
-        c = self.cfg
-        if c.anneal_steps <= 0:
-            return torch.tensor(c.kl_cap, device=self.step.device)
-        return (self.step.double() / c.anneal_steps).clamp(max=c.kl_cap).float()
+        return annealed_weight(self.step, self.cfg.kl_cap, self.cfg.anneal_steps)
 
     def posterior(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``mu, logvar`` ``[B, L, latent]``; left padding is skipped by the GRU (a zero state until the first item)."""
