@@ -32,6 +32,7 @@ from torch import nn
 from sigmarec.config import check
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import ModelConfig, SequentialRecommender
+from sigmarec.models.layers.anneal import annealed_weight
 from sigmarec.models.layers.gaussian import kl_standard_normal
 from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.losses import NextItemLoss, next_item_loss
@@ -123,13 +124,14 @@ class ContrastVAE(SequentialRecommender):
 
     def kl_weight(self) -> torch.Tensor:
         """beta on the step counter's device (no host sync)."""
-        c = self.cfg
-        if c.anneal_steps <= 0:
-            return torch.tensor(c.kl_cap, device=self.step.device)
-        return (self.step.double() / c.anneal_steps).clamp(max=c.kl_cap).float()
+        return annealed_weight(self.step, self.cfg.kl_cap, self.cfg.anneal_steps)
+
+    def _embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Item vectors scaled by sqrt(d) (as in SASRec), the input of both encoders."""
+        return self.item(inputs) * self.cfg.hidden_size**0.5
 
     def posterior(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.item(inputs) * self.cfg.hidden_size**0.5
+        x = self._embed(inputs)
         return self.enc_mu(x, inputs), self.enc_logvar(x, inputs)
 
     def _kl(self, mu: torch.Tensor, logvar: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -177,7 +179,7 @@ class ContrastVAE(SequentialRecommender):
         return {k: v if k == "loss" else v.detach() for k, v in parts.items()}
 
     def user_representation(self, inputs: torch.Tensor) -> torch.Tensor:
-        mu = self.enc_mu(self.item(inputs) * self.cfg.hidden_size**0.5, inputs)
+        mu = self.enc_mu(self._embed(inputs), inputs)
         return self.decoder(mu, inputs)[:, -1]
 
     def item_embeddings(self) -> torch.Tensor:
