@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from sigmarec.config import SigmarecError, UnknownIdError
 from sigmarec.data.batching import gather_left_padded
+from sigmarec.evaluate.ranking import mask_scores
 from sigmarec.models.inputs import inference_inputs
 from sigmarec.serve.recommender import Recommender
 
@@ -119,14 +120,12 @@ class Service:
         model, dev = run.model, run.device
         inputs, context = inference_inputs(model, flat, starts, ends, run.cfg.data.max_len, dev, flags, users, new)
         k_max = min(max(r.k for r in reqs), data.n_items)
-        history = gather_left_padded(flat, starts, ends)
         if self.index is not None:
             reps = model.user_representation(inputs, **context).float().cpu().numpy()
             exclude = [h if r.exclude_seen else [] for (h, _, _), r in zip(resolved, reqs)]
             ids, scores = self.index.search(reps, k_max, exclude)
         else:
-            from sigmarec.evaluate.ranking import mask_scores
-
+            history = gather_left_padded(flat, starts, ends)
             keep_seen = np.array([not r.exclude_seen for r in reqs])
             history[keep_seen] = 0  # nothing to exclude for those rows
             scores_t = mask_scores(model.score_all(inputs, **context).float(), torch.from_numpy(history).to(dev), True)
