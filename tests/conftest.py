@@ -40,3 +40,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def train_tiny(model: str, root: Path, users: int = 150, epochs: int = 1, train: dict | None = None, **settings) -> Path:
+    """A small run of ``model`` on the synthetic data in ``root/run`` (seed 3, max length 20, metrics at 5 and 10),
+    for the tests that need a trained run directory; ``settings`` are model settings."""
+    from sigmarec.runs import make_config
+    from sigmarec.train.trainer import Trainer
+
+    cfg = make_config(model, {
+        "data": {"dataset": "synthetic", "synthetic_users": users, "cache_dir": str(root / "cache"), "max_len": 20},
+        "model": settings, "eval": {"ks": [5, 10]},
+        "train": {"epochs": epochs, "progress": False, "seed": 3, "valid_metric": "ndcg@10", **(train or {})}})
+    Trainer(cfg, root / "run").fit()
+    return root / "run"

@@ -11,24 +11,17 @@ import pytest
 
 pytest.importorskip("faiss")
 
-from sigmarec.runs import make_config  # noqa: E402
 from sigmarec.serve.export import export_run  # noqa: E402
 from sigmarec.serve.recommender import Recommender  # noqa: E402
 from sigmarec.serve.retrieval import ItemIndex  # noqa: E402
-from sigmarec.train.trainer import Trainer  # noqa: E402
 
-from conftest import run_cli  # noqa: E402
+from conftest import run_cli, train_tiny  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=["sasrec", "comirec_sa"])
 def run_dir(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
-    cfg = make_config(request.param, {
-        "data": {"dataset": "synthetic", "synthetic_users": 150, "cache_dir": str(tmp / "cache"), "max_len": 20},
-        "model": {"hidden_size": 16}, "eval": {"ks": [5, 10]},
-        "train": {"epochs": 2, "progress": False, "seed": 3, "valid_metric": "ndcg@10"}})
-    Trainer(cfg, tmp / "run").fit()
-    return tmp / "run"
+    return train_tiny(request.param, tmp, epochs=2, hidden_size=16)
 
 
 def test_the_exact_index_returns_the_models_ranking(run_dir, tmp_path):

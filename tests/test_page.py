@@ -21,19 +21,15 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from sigmarec.runs import make_config  # noqa: E402
-from sigmarec.serve.app import create_app  # noqa: E402
-from sigmarec.train.trainer import Trainer  # noqa: E402
+from sigmarec.serve.app import RecommendRequest, create_app  # noqa: E402
+
+from conftest import train_tiny  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("page")
-    cfg = make_config("sigma", {
-        "data": {"dataset": "synthetic", "synthetic_users": 100, "cache_dir": str(tmp / "cache"), "max_len": 20},
-        "model": {"hidden_size": 16, "n_interests": 4}, "eval": {"ks": [5, 10]},
-        "train": {"epochs": 1, "progress": False, "seed": 3, "valid_metric": "ndcg@10"}})
-    Trainer(cfg, tmp / "run").fit()
+    train_tiny("sigma", tmp, users=100, hidden_size=16, n_interests=4)
     app = create_app(tmp / "run", device="cpu")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -68,8 +64,6 @@ def test_the_page_recommends_for_a_user_and_shows_interests(server, tmp_path):
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recs li")) == 7)
         wait.until(lambda d: "%" in d.find_element(By.ID, "interests").text)
         shown = [li.get_attribute("data-item") for li in driver.find_elements(By.CSS_SELECTOR, "#recs li")]
-        from sigmarec.serve.app import RecommendRequest
-
         expected = [x.item for x in service.recommend([RecommendRequest(user=user, k=7)])[0].items]
         assert shown == expected
         assert len(driver.find_elements(By.CSS_SELECTOR, "#hist li")) == len(service.user(user)["history"])

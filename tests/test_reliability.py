@@ -5,23 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sigmarec.runs import make_config
 from sigmarec.serve.recommender import Recommender
-from sigmarec.train.trainer import Trainer
 
-from conftest import run_cli
+from conftest import run_cli, train_tiny
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rel")
-    cfg = make_config("sasrec", {
-        "data": {"dataset": "synthetic", "synthetic_users": 150, "cache_dir": str(tmp / "cache"), "max_len": 20},
-        "model": {"hidden_size": 16, "n_layers": 1}, "eval": {"ks": [5, 10]},
-        "train": {"epochs": 1, "batch_size": 64, "progress": False, "seed": 3, "valid_metric": "ndcg@10"},
-    })
-    Trainer(cfg, tmp / "run").fit()
-    return tmp / "run"
+    return train_tiny("sasrec", tmp, train={"batch_size": 64}, hidden_size=16, n_layers=1)
 
 
 def test_recommend_split_with_k_above_the_eligible_items_returns_only_eligible_items(run_dir):

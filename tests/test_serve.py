@@ -11,21 +11,17 @@ from fastapi.testclient import TestClient  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from sigmarec.runs import make_config  # noqa: E402
 from sigmarec.serve.app import create_app  # noqa: E402
 from sigmarec.serve.export import export_run  # noqa: E402
 from sigmarec.serve.recommender import Recommender  # noqa: E402
-from sigmarec.train.trainer import Trainer  # noqa: E402
+
+from conftest import train_tiny  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
-    cfg = make_config("sasrec", {
-        "data": {"dataset": "synthetic", "synthetic_users": 150, "cache_dir": str(tmp / "cache"), "max_len": 20},
-        "model": {"hidden_size": 16, "n_layers": 1}, "eval": {"ks": [5, 10]},
-        "train": {"epochs": 2, "progress": False, "seed": 3, "valid_metric": "ndcg@10"}})
-    Trainer(cfg, tmp / "run").fit()
+    train_tiny("sasrec", tmp, epochs=2, hidden_size=16, n_layers=1)
     export_run(tmp / "run", tmp / "exp", "exact")
     rec = Recommender.from_run(tmp / "run", device="cpu")
     exact = TestClient(create_app(tmp / "run", device="cpu"))
