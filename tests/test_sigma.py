@@ -12,7 +12,7 @@ from scipy.stats import multivariate_normal
 import batches
 from batches import left_padded
 from sigmarec.data.batching import Batch
-from sigmarec.models.layers.gaussian import kl_standard_normal, mixture_kl_mc
+from sigmarec.models.layers.gaussian import kl_diag_gaussians, kl_standard_normal, mixture_kl_mc, mixture_kl_variational
 from sigmarec.models.layers.interests import (
     HardInterestGRU,
     category_probs,
@@ -82,6 +82,45 @@ def test_mixture_kl_mc_is_zero_when_the_mixture_is_the_posterior(others):
     log_w[:, 1] = 0.0
     got = mixture_kl_mc(z, mu, logvar, log_w, means, logvars)
     torch.testing.assert_close(got.double(), torch.zeros(P, dtype=torch.float64), atol=1e-5, rtol=0)
+
+
+def test_mixture_kl_variational_is_exact_for_one_component_and_bounds_the_mixture_kl():
+    g = torch.Generator().manual_seed(3)
+    P, k, d = 6, 3, 4
+    mu, logvar = torch.randn(P, d, generator=g, dtype=torch.float64), 0.5 * torch.randn(P, d, generator=g, dtype=torch.float64)
+    means = torch.randn(P, k, d, generator=g, dtype=torch.float64)
+    logvars = 0.5 * torch.randn(P, k, d, generator=g, dtype=torch.float64)
+    one = mixture_kl_variational(mu, logvar, torch.zeros(P, 1, dtype=torch.float64), means[:, :1], logvars[:, :1])
+    torch.testing.assert_close(one.double(), kl_diag_gaussians(mu, logvar, means[:, 0], logvars[:, 0]), rtol=1e-5, atol=1e-5)
+    # with K > 1 it is an upper bound of the true KL (Jensen over the component responsibilities), which the
+    # average of many one-sample Monte Carlo estimates approaches
+    log_w = torch.log(torch.distributions.Dirichlet(torch.ones(k, dtype=torch.float64)).sample((P,)))
+    z = mu + torch.randn(20000, P, d, generator=g, dtype=torch.float64) * torch.exp(0.5 * logvar)
+    mc = mixture_kl_mc(z, mu.expand_as(z), logvar.expand_as(z), log_w.expand(20000, P, k), means.expand(20000, P, k, d),
+                       logvars.expand(20000, P, k, d)).double().mean(0)
+    var = mixture_kl_variational(mu, logvar, log_w, means, logvars).double()
+    assert (var >= mc - 0.05).all() and (var - mc < 5).all()
+    # var_weight = 0 leaves the mean pull alone: -log sum_j w_j exp(-sum_d (mu - m_j)^2 / 2 s_j^2)
+    mean_only = -torch.logsumexp(log_w - 0.5 * ((mu.unsqueeze(1) - means).pow(2) / logvars.exp()).sum(-1), -1)
+    torch.testing.assert_close(mixture_kl_variational(mu, logvar, log_w, means, logvars, var_weight=0.0).double(), mean_only,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_prior_kl_variational_replaces_the_monte_carlo_kl_in_the_loss():
+    batch = make_batch(SEQS)
+    mc, var = make_model(), make_model(prior_kl="variational", prior_kl_var_weight=0.0)
+    var.load_state_dict(mc.state_dict())
+    for model in (mc, var):
+        model.train()
+        model.step.fill_(50)
+    torch.manual_seed(7)
+    o_mc = mc.loss(batch)
+    torch.manual_seed(7)
+    o_var = var.loss(batch)
+    torch.testing.assert_close(o_mc["recon"], o_var["recon"])  # same noise, same reconstruction
+    assert torch.isfinite(o_var["kl"]) and not torch.allclose(o_mc["kl"], o_var["kl"])
+    o_var["loss"].backward()
+    assert var.enc_logvar.norm.bias.grad is not None  # sigma still trains through the reconstruction
 
 
 def test_kl_standard_normal_closed_form():
@@ -435,7 +474,7 @@ def test_without_hard_interests_the_means_are_the_soft_interests():
 
 
 @pytest.mark.parametrize("field,value", [("prior", "foo"), ("loss", "mse"), ("orth", "cosine"), ("soft_pool", "max"),
-                                         ("mie_kl_reduce", "max"),
+                                         ("mie_kl_reduce", "max"), ("prior_kl", "exact"), ("prior_kl_var_weight", -1.0),
                                          ("hard_assignment", "sample"), ("prior_map", "mlp")])
 def test_invalid_options_raise_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):

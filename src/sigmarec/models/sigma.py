@@ -22,6 +22,7 @@ Choices the paper leaves open are fields of ``SIGMAConfig`` (defaults documented
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,11 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sigmarec.config import check
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import ModelConfig, SequentialRecommender
 from sigmarec.models.layers.anneal import annealed_weight
 from sigmarec.models.layers.dropout import FastDropout
-from sigmarec.models.layers.gaussian import kl_standard_normal, mixture_kl_mc
+from sigmarec.models.layers.gaussian import kl_standard_normal, mixture_kl_mc, mixture_kl_variational
 from sigmarec.models.layers.init import init_weights
 from sigmarec.models.layers.interests import (
     HardInterestGRU,
@@ -79,6 +81,11 @@ class SIGMAConfig(ModelConfig):
     # SGM prior only, initialised at this value. omega is fitted to N(0, I) by the MIE-VAE's own KL (log omega^2 ~ 0)
     # while log sigma^2 starts at -4, so ~80 of the ~100 nats of mixture KL is that variance mismatch, nearly the same
     # under either prior; a shift near posterior_init_logvar leaves the KL to the means
+    prior_kl: Literal["mc", "variational"] = "mc"  # estimator of the mixture KL: mc = one-sample Monte Carlo (Eq. 6,
+    # the authors') | variational = -log sum_j alpha_j exp(-KL_j), deterministic, with the variance part of each
+    # component's KL weighted by prior_kl_var_weight (issue 15: separate the variance mismatch from the mean pull)
+    prior_kl_var_weight: float = 1.0  # with prior_kl=variational: weight of the variance part of each component KL
+    # (1 = the full KL; 0 = the mean pull alone, scaled by omega; the posterior's variance then has no KL pressure)
     prior_shuffle: bool = False  # CONTROL, not a model: each position's mixture (means, variances, alpha) is taken from
     # another sequence of the batch at the same prefix length (or its longest, if shorter). A gain that survives this
     # is not from the user's own interests. A batch of one sequence cannot be shuffled and keeps its own prior
@@ -106,6 +113,11 @@ class SIGMAConfig(ModelConfig):
     # at epochs 5/10/15: .029/.052/.064 with, .047/.061/.069 without; NMI on synthetic rose too). Ignored if sgm=false
     mie_cosine: bool = True  # Eq. 5 on L2-normalised interests and items (a temperature of 0.1 presumes unit vectors)
     init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check("model.prior_kl_var_weight", math.isfinite(self.prior_kl_var_weight) and self.prior_kl_var_weight >= 0,
+              "a number >= 0", self.prior_kl_var_weight)
 
 
 def mlp(sizes: list[int], dropout: float) -> nn.Sequential:
@@ -345,7 +357,11 @@ class SIGMA(SequentialRecommender):
             mu_m, lv_m = mu[mask], logvar[mask]
             if self.use_mie:
                 pm, plv, log_alpha = self.sgm_prior(dist, inputs > 0, mask)
-                parts["kl"] = mixture_kl_mc(z[mask], mu_m, lv_m, log_alpha, pm, plv).mean()
+                if c.prior_kl == "variational":
+                    kl = mixture_kl_variational(mu_m, lv_m, log_alpha, pm, plv, c.prior_kl_var_weight)
+                else:
+                    kl = mixture_kl_mc(z[mask], mu_m, lv_m, log_alpha, pm, plv)
+                parts["kl"] = kl.mean()
             else:
                 parts["kl"] = kl_standard_normal(mu_m, lv_m).mean()
             lam = self._kl_weight_tensor()

@@ -38,3 +38,20 @@ def mixture_kl_mc(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_w
 def kl_diag_gaussians(mean_q: torch.Tensor, logvar_q: torch.Tensor, mean_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
     """Closed-form ``KL(N(mean_q, exp(logvar_q)) || N(mean_p, exp(logvar_p)))`` summed over the last dimension."""
     return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mean_q - mean_p).pow(2)) * torch.exp(-logvar_p) - 1.0).sum(-1)
+
+
+def mixture_kl_variational(mu: torch.Tensor, logvar: torch.Tensor, log_weights: torch.Tensor, means: torch.Tensor,
+                           logvars: torch.Tensor, var_weight: float = 1.0) -> torch.Tensor:
+    """Deterministic variational approximation of ``KL(q || sum_j w_j p_j)`` (Hershey & Olsen 2007, for a single
+    Gaussian ``q``): ``-log sum_j w_j exp(-D_j)`` with ``D_j = var_weight * V_j + M_j``, where ``V_j`` is the
+    variance part of the closed-form ``KL(q || p_j)`` and ``M_j = sum_d (mu - m_j)^2 / (2 s_j^2)`` its mean part.
+
+    At ``var_weight = 1`` each ``D_j`` is the exact component KL (exact for K = 1); smaller weights keep the
+    mean pull (where the mixture's components differ) and shrink the variance mismatch (the same for any prior).
+    Shapes as :func:`mixture_kl_mc`; returns ``[...]`` in float32.
+    """
+    mu, logvar = mu.float().unsqueeze(-2), logvar.float().unsqueeze(-2)
+    means, logvars = means.float(), logvars.float()
+    mean_term = 0.5 * ((mu - means).pow(2) * torch.exp(-logvars)).sum(-1)
+    var_term = 0.5 * (logvars - logvar + torch.exp(logvar - logvars) - 1.0).sum(-1)
+    return -torch.logsumexp(log_weights.float() - (var_weight * var_term + mean_term), dim=-1)
