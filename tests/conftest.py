@@ -27,7 +27,7 @@ def tiny_overrides(tmp_path):
 
 
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "sigmarec.cli", *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "sigmarec", *args], capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"sigmarec {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc

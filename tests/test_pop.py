@@ -21,19 +21,17 @@ def test_learned_pop_learns_the_training_frequency_order_and_ignores_the_sequenc
 
 
 class _Split:
-    """The one thing Pop reads from a split: the distinct training (user, item) pairs."""
+    """The one thing Pop reads from a split: the training targets (Split.train_targets, tested in test_protocols)."""
 
-    def train_interactions(self):
-        users = np.array([0, 0, 1, 1, 1, 2, 2, 3])
-        items = np.array([1, 3, 1, 2, 3, 3, 4, 3])  # users per item: 1 x2, 2 x1, 3 x4, 4 x1, 5 x0
-        return users, items
+    def train_targets(self, last=0):
+        return np.array([1, 3, 1, 2, 3, 3, 4, 3])  # 1 x2, 2 x1, 3 x4, 4 x1, 5 x0
 
 
 class _Data:
     n_items = 5
 
 
-def test_count_pop_ranks_by_training_users_and_training_moves_no_item(one_thread):
+def test_count_pop_ranks_by_training_targets_and_training_moves_no_item(one_thread):
     model = Pop.from_data(PopConfig(), _Data(), max_len=6, split=_Split())
     inputs = make_batch([[1, 2, 3], [5]], 6).inputs
     before = model.score_all(inputs).detach()

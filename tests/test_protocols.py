@@ -35,6 +35,18 @@ def test_loo_counts_and_targets():
     assert (2, data.offsets[2] + 1) in trained  # 2-item user trains on its second item
 
 
+@pytest.mark.parametrize("last", [0, 1, 3])
+def test_train_targets_are_each_ranges_items_after_its_first(last):
+    data = make_data([5, 3, 2, 10, 1])
+    split = leave_one_out(data, ProtocolConfig(), max_len=50)
+    expected = []
+    for s, e in zip(split.train_starts, split.train_ends):
+        targets = list(data.items[s + 1:e])
+        expected += targets[::-1][:last][::-1] if last else targets
+    assert sorted(split.train_targets(last).tolist()) == sorted(expected)
+    assert len(split.train_targets()) == split.n_train_targets
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(1, 40), min_size=1, max_size=20), st.integers(1, 12))
 def test_windows_cover_every_position_once(lengths, max_len):

@@ -308,7 +308,10 @@ def test_run_files_are_as_readable_as_the_epoch_log(run_dir):
 
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
     log = mode(run_dir / "epochs.jsonl")
-    for name in ("config.yaml", "metrics.json", "data.json", "checkpoints/last/state.json", "data/ids.json"):
+    names = ["config.yaml", "metrics.json", "data.json", "checkpoints/last/state.json", "data/ids.json"]
+    names += [str(p.relative_to(run_dir)) for p in sorted(run_dir.glob("checkpoints/*/*.safetensors"))]  # safetensors: 0600
+    assert any(n.endswith(".safetensors") for n in names)
+    for name in names:
         assert mode(run_dir / name) == log, name
     assert mode(run_dir / "checkpoints" / "last") == mode(run_dir / "checkpoints")
 

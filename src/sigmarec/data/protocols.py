@@ -51,6 +51,16 @@ class Split:
     def n_train_targets(self) -> int:
         return int(np.maximum(self.train_ends - self.train_starts - 1, 0).sum())
 
+    def train_targets(self, last: int = 0) -> np.ndarray:
+        """The items every training range predicts (each range's items after its first; int64), or with
+        ``last > 0`` only each range's newest ``last`` targets: what a count of training popularity counts."""
+        lengths = np.maximum(self.train_ends - self.train_starts - 1, 0)
+        if last > 0:
+            lengths = np.minimum(lengths, last)
+        ends = np.repeat(self.train_ends, lengths)
+        back = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # 0 = newest
+        return self.data.items[ends - 1 - back].astype(np.int64)
+
     def train_interactions(self) -> tuple[np.ndarray, np.ndarray]:
         """The distinct (user, item) pairs of the training windows (int64 arrays, sorted by user then item): what a
         non-sequential model (BPR-MF, LightGCN) may learn from, never a validation or test target."""

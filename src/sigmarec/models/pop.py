@@ -1,7 +1,8 @@
 """Most-popular baseline: every user gets the same ranking, by training popularity.
 
-``scores=count`` (default): an item's score is ``log(1 + n_i)``, ``n_i`` the number of training users who
-interacted with it (``Split.train_interactions``, never a validation or test target). The ranking is fixed when
+``scores=count`` (default): an item's score is ``log(1 + n_i)``, ``n_i`` the number of times it is a training
+target (``Split.train_targets``, never a validation or test target): the log-frequencies the learned scores
+converge to, and RecBole's Pop up to the first item of each sequence. The ranking is fixed when
 the model is built; training only fits a positive temperature on the log counts (the full softmax's
 calibration), which moves no item past another, so every seed and epoch rank alike.
 
@@ -20,16 +21,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from sigmarec.config import check
 from sigmarec.models.base import ModelConfig, NextItemModel
 from sigmarec.models.layers.losses import NextItemLoss
 
 
 @dataclass
 class PopConfig(ModelConfig):
-    scores: Literal["count", "learned"] = "count"  # count = log(1 + training users per item), a fixed ranking |
-    # learned = a score per item trained by the next-item loss (seed-dependent, peaks at epoch 1-2)
+    scores: Literal["count", "learned"] = "count"  # count = log(1 + training-target count), a fixed ranking |
+    # learned = a score per item trained by the next-item loss (seed-dependent, peaks at epoch 1-2). Office valid
+    # R@40 of counted scores: .0332 (targets), .0290 (training users or all occurrences)
+    recent: int = 0  # count only each user's newest `recent` training targets (0 = all). Recent popularity is a
+    # different, stronger baseline on time-ordered logs (Office valid R@40 .0834 with recent=1), not Table 1's row
     loss: NextItemLoss = "ce"  # ce: learned scores converge to log training frequencies | bce | sampled
     n_negatives: int = 100  # for loss=sampled
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check("model.recent", self.recent >= 0, "an integer >= 0 (0 = every training target)", self.recent)
 
 
 class Pop(NextItemModel):
@@ -56,8 +65,7 @@ class Pop(NextItemModel):
         if cfg.scores == "count":
             if split is None:
                 raise ValueError("Pop with model.scores=count counts the training interactions: pass the split to from_data")
-            _, items = split.train_interactions()
-            counts = np.bincount(items, minlength=data.n_items + 1)
+            counts = np.bincount(split.train_targets(cfg.recent), minlength=data.n_items + 1)
             counts[0] = 0
         return cls(cfg, data.n_items, max_len, counts=counts)
 

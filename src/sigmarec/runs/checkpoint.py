@@ -61,7 +61,10 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
             tensors, opt_meta = _split_optimizer(optimizer.state_dict())
             save_file(tensors, str(tmp / "optimizer.safetensors"))
             meta["optimizer"] = opt_meta
-        meta["files"] = {f.name: {"sha256": file_sha256(f), "bytes": f.stat().st_size} for f in sorted(tmp.glob("*.safetensors"))}
+        tensor_files = sorted(tmp.glob("*.safetensors"))
+        for f in tensor_files:
+            make_readable(f)  # safetensors writes its files 0600
+        meta["files"] = {f.name: {"sha256": file_sha256(f), "bytes": f.stat().st_size} for f in tensor_files}
         write_json_atomic(tmp / "state.json", meta)  # last: its checksums vouch for the tensor files
     except (OSError, SafetensorError) as exc:  # a full disk: the previous checkpoint stays as it was
         shutil.rmtree(tmp, ignore_errors=True)
