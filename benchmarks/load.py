@@ -2,7 +2,7 @@
 run's test users), bounded in count and time; prints p50/p99 latency, requests per second and errors as JSON and
 appends them to benchmarks/results/load.jsonl.
 
-    python benchmarks/load.py RUN_DIR [--index EXPORT_DIR] [--clients 8] [--requests 2000] [--seconds 60] [--k 10]
+    python benchmarks/load.py RUN_DIR [--index EXPORT_DIR] [--clients 8] [--requests 2000] [--seconds 60] [--k 10] [--max-batch 64]
 """
 
 from __future__ import annotations
@@ -46,10 +46,12 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="torch threads of the server")
+    p.add_argument("--max-batch", type=int, default=64, help="the server's --max-batch (1 = no batching)")
     args = p.parse_args()
     port = free_port()
     cmd = [sys.executable, "-c", f"import torch, sys; torch.set_num_threads({args.threads}); from sigmarec.cli import main; "
-           "sys.exit(main())", "serve", args.run_dir, "--port", str(port), "--device", "cpu"]
+           "sys.exit(main())", "serve", args.run_dir, "--port", str(port), "--device", "cpu",
+           "--max-batch", str(args.max_batch)]
     if args.index:
         cmd += ["--index", args.index]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -96,8 +98,10 @@ def main() -> None:
             t.join()
         wall = time.time() - t0
         ms = np.array(latencies) * 1000
+        batching = httpx.get(f"{url}/metadata", timeout=10).json().get("batching", {})
         row = {"date": time.strftime("%Y-%m-%d"), "run": args.run_dir, "scoring": "faiss" if args.index else "exact",
-               "clients": args.clients, "server_threads": args.threads, "requests": len(ms), "errors": errors[0],
+               "clients": args.clients, "server_threads": args.threads, "max_batch": args.max_batch,
+               "mean_batch": batching.get("mean_batch"), "requests": len(ms), "errors": errors[0],
                "seconds": round(wall, 2), "rps": round(len(ms) / wall, 1), "p50_ms": round(float(np.percentile(ms, 50)), 2),
                "p99_ms": round(float(np.percentile(ms, 99)), 2)}
         print(json.dumps(row))

@@ -43,6 +43,23 @@ def test_answers_equal_the_recommender(served):
     assert set(history) & {x["item"] for x in seen["items"]}  # the history may come back when asked
 
 
+def test_concurrent_requests_answer_as_serial_ones(served):
+    """Concurrent POST /recommend requests are scored in shared batches; each still gets its own list."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rec, exact, _ = served
+    bodies = [{"user": str(rec.data.user_ids[u]), "k": 3 + u % 5} for u in range(24)]
+    bodies += [{"history": [str(rec.data.item_ids[i]) for i in (u + 1, u + 7)], "k": 4, "exclude_seen": u % 2 == 0}
+               for u in range(12)]
+    serial = [exact.post("/recommend", json=b).json() for b in bodies]
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(lambda b: exact.post("/recommend", json=b).json(), bodies))
+    for p, q in zip(parallel, serial):  # the same items; scores to float32 rounding (another batch, another padding)
+        assert [x["item"] for x in p["items"]] == [x["item"] for x in q["items"]] and p["skipped"] == q["skipped"]
+        assert [x["score"] for x in p["items"]] == pytest.approx([x["score"] for x in q["items"]], rel=1e-5, abs=1e-6)
+    assert sum(exact.app.state.batcher.batch_sizes) >= 2 * len(bodies)
+
+
 def test_unknown_ids_are_404_or_skipped(served):
     rec, exact, _ = served
     assert exact.post("/recommend", json={"user": "nobody"}).status_code == 404

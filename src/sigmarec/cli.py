@@ -193,7 +193,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("serving needs FastAPI and uvicorn: pip install 'sigmarec[serve]'") from None
     from sigmarec.serve.app import create_app
 
-    app = create_app(args.run_dir, args.checkpoint, args.device, args.index)
+    app = create_app(args.run_dir, args.checkpoint, args.device, args.index, args.max_batch)
     print(f"serving {args.run_dir} on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
@@ -381,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--index", help="an exported folder (sigmarec export): search its FAISS index instead of exact scoring")
     v.add_argument("--checkpoint", choices=["best", "last"], default="best")
     v.add_argument("--device", default="auto")
+    v.add_argument("--max-batch", type=int, default=64, metavar="N",
+                   help="concurrent POST /recommend requests scored in one model call, at most N (1 = each alone; "
+                        "default: 64). Nothing waits for a batch to fill: a lone request is scored at once")
     _threads(v)
     v.set_defaults(func=cmd_serve)
 

@@ -20,6 +20,7 @@ from sigmarec.config import SigmarecError, UnknownIdError
 from sigmarec.data.batching import gather_left_padded
 from sigmarec.evaluate.ranking import mask_scores
 from sigmarec.models.inputs import inference_inputs
+from sigmarec.serve.batching import RequestBatcher
 from sigmarec.serve.recommender import Recommender
 
 MAX_K = 1000
@@ -72,7 +73,7 @@ class Service:
                 raise SigmarecError(f"{index_dir}: the index holds {self.index.n_items} items, the run {rec.data.n_items}")
         self._popularity = rec.data.item_popularity()
 
-    def _resolve(self, req: RecommendRequest) -> tuple[np.ndarray, int, list[str]]:
+    def resolve(self, req: RecommendRequest) -> tuple[np.ndarray, int, list[str]]:
         """Internal item ids of the request's history, its internal user id (-1: none) and the skipped ids."""
         data = self.rec.data
         if req.user is not None:
@@ -95,7 +96,7 @@ class Service:
         resolved, errors = [], {}
         for n, r in enumerate(reqs):
             try:
-                resolved.append((n, self._resolve(r)))
+                resolved.append((n, self.resolve(r)))
             except UnknownIdError as exc:
                 errors[n] = {"error": str(exc).strip('"')}
         answers = self.recommend([reqs[n] for n, _ in resolved], [x for _, x in resolved]) if resolved else []
@@ -106,7 +107,7 @@ class Service:
     @torch.no_grad()
     def recommend(self, reqs: list[RecommendRequest], resolved: list | None = None) -> list[RecommendResponse]:
         run, data = self.rec.run, self.rec.data
-        resolved = resolved if resolved is not None else [self._resolve(r) for r in reqs]
+        resolved = resolved if resolved is not None else [self.resolve(r) for r in reqs]
         lengths = np.array([len(h) for h, _, _ in resolved])
         ends = np.cumsum(lengths)
         starts = ends - lengths
@@ -197,13 +198,24 @@ class Service:
                 "test": json.loads(metrics_path.read_text())["test"] if metrics_path.exists() else None}
 
 
-def create_app(run_dir: str | Path, checkpoint: str = "best", device: str = "auto", index_dir: str | Path | None = None):
-    """The FastAPI application for a run (``uvicorn`` serves it; tests use FastAPI's TestClient)."""
+def create_app(run_dir: str | Path, checkpoint: str = "best", device: str = "auto", index_dir: str | Path | None = None,
+               max_batch: int = 64):
+    """The FastAPI application for a run (``uvicorn`` serves it; tests use FastAPI's TestClient). Concurrent
+    ``POST /recommend`` requests are scored together, up to ``max_batch`` per model call (1 = each alone)."""
+    from contextlib import asynccontextmanager
+
     from fastapi import FastAPI, HTTPException
 
     service = Service(Recommender.from_run(run_dir, checkpoint, device), run_dir, index_dir)
     rec = service.rec
-    app = FastAPI(title="sigmarec", description=f"recommendations from {run_dir}")
+    batcher = RequestBatcher(service.recommend, max_batch)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        batcher.close()
+
+    app = FastAPI(title="sigmarec", description=f"recommendations from {run_dir}", lifespan=lifespan)
 
     def guarded(fn, *args):
         try:
@@ -239,7 +251,10 @@ def create_app(run_dir: str | Path, checkpoint: str = "best", device: str = "aut
 
     @app.get("/metadata")
     def metadata() -> dict:
-        return service.metadata()
+        sizes = list(batcher.batch_sizes)
+        calls = {"max_batch": batcher.max_batch, "model_calls": len(sizes), "requests": sum(sizes),
+                 "mean_batch": round(sum(sizes) / len(sizes), 2) if sizes else None}
+        return {**service.metadata(), "batching": calls}
 
     @app.get("/items/{item_id}")
     def item(item_id: str) -> dict:
@@ -247,11 +262,12 @@ def create_app(run_dir: str | Path, checkpoint: str = "best", device: str = "aut
 
     @app.post("/recommend", response_model=RecommendResponse)
     def recommend(req: RecommendRequest) -> RecommendResponse:
-        return guarded(service.recommend, [req])[0]
+        resolved = guarded(service.resolve, req)  # an unknown id fails its own request, never its batch
+        return guarded(batcher.submit, req, resolved)
 
     @app.post("/recommend/batch")
     def recommend_batch(req: BatchRequest) -> dict:
         return {"results": guarded(service.recommend_batch, req.requests)}
 
-    app.state.service = service
+    app.state.service, app.state.batcher = service, batcher
     return app
