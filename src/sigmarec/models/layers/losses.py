@@ -8,7 +8,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-NextItemLoss = Literal["ce", "bce", "sampled"]  # the next-item losses every model offers
+from sigmarec.models.layers.chunked_ce import chunked_cross_entropy
+
+NextItemLoss = Literal["ce", "ce_chunked", "bce", "sampled"]  # the next-item losses every model offers
+CE_CHUNK = 8192  # items per chunk of ce_chunked: [M, 8192] float32 logits at a time
 LOSSES: tuple[str, ...] = typing.get_args(NextItemLoss)
 
 
@@ -17,6 +20,8 @@ def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Ten
     """Mean loss over rows of ``hidden`` [M, d] with ``targets`` [M] (all > 0); ``items`` [N + 1, d].
 
     - ``ce``: full softmax cross-entropy over all items (padding excluded).
+    - ``ce_chunked``: the same loss and gradients computed over chunks of ``CE_CHUNK`` items, never holding the
+      ``[M, N]`` logits (``layers/chunked_ce.py``): for catalogs of 10^5-10^6 items.
     - ``bce``: binary cross-entropy, target vs one uniformly sampled negative per position
       (the loss of the original SASRec and of the papers' baselines).
     - ``sampled``: softmax over the target and ``n_negatives`` uniform negatives shared by the batch;
@@ -28,6 +33,8 @@ def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Ten
     if kind == "ce":
         # padding is left out by scoring rows 1..N only (no in-place -inf, which autograd would copy)
         return F.cross_entropy((hidden @ items[1:].T).float(), targets - 1)
+    if kind == "ce_chunked":
+        return chunked_cross_entropy(hidden, items[1:], targets - 1, CE_CHUNK)
     if kind == "bce":
         neg = torch.randint(1, n_items + 1, targets.shape, device=targets.device)
         neg = torch.where(neg == targets, neg % n_items + 1, neg)
