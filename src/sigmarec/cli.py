@@ -42,9 +42,36 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """``sigmarec train ... --nproc N``: the same command under ``torchrun --nproc-per-node N`` (one machine)."""
+    import os
+    import subprocess
+
+    rest, skip = [], False
+    for a in argv:  # the same arguments less --nproc
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if not a.startswith("--nproc="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "sigmarec", *rest]
+    print(f"launching {nproc} processes: {' '.join(cmd[1:])}", file=sys.stderr)
+    return subprocess.call(cmd, env=os.environ.copy())
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    import os
+
     from sigmarec.runs import default_run_dir, make_config
     from sigmarec.train.trainer import Trainer
+
+    if args.nproc is not None and args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_torchrun(args.nproc, args.argv)
 
     overrides = parse_set(args.set or [])
     if args.threads:
@@ -58,9 +85,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.show_config:
         print(describe(cfg, sources), end="")
         return 0
+    from sigmarec.parallel import init_from_env
+
+    group = init_from_env(os.environ, cfg.train.device)  # a torchrun launch: join its process group
+    if group.active and not args.out:
+        raise ConfigError("a multi-process run needs --out (each process would otherwise name its own directory)")
+    if not group.main:
+        logging.getLogger("sigmarec").setLevel(logging.WARNING)  # rank 0 reports
     out = Path(args.out) if args.out else default_run_dir(cfg)
-    print(f"run directory: {out}", file=sys.stderr)
+    if group.main:
+        print(f"run directory: {out}" + (f" ({group.world} processes)" if group.active else ""), file=sys.stderr)
     metrics = Trainer(cfg, out, sources=sources, restart=args.restart, allow_data_change=args.allow_data_change).fit()
+    if not group.main:
+        return 0
     print(json.dumps(metrics["test"], indent=2) if args.json else _table({cfg.model_name: metrics["test"]}, cfg.eval.ks,
                                                                          protocol=cfg.protocol.name))
     return 0
@@ -297,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--show-config", action="store_true",
                    help="print the resolved configuration, each non-default value marked with the layer that set it "
                         "(model training defaults, data set, preset, --config, --set), and exit")
+    t.add_argument("--nproc", type=int, metavar="N", help="train in N processes on this machine (data-parallel, "
+                   "DistributedDataParallel: gloo on CPU, NCCL on CUDA; the global batch stays train.batch_size): "
+                   "the same as torchrun --nproc-per-node N -m sigmarec train ...")
     _allow_data_change(t)
     _threads(t)
     t.set_defaults(func=cmd_train)
@@ -408,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as given (train --nproc relaunches it)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         threads = getattr(args, "threads", None) if args.command != "compare" else None  # compare: per job

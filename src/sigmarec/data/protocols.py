@@ -35,6 +35,11 @@ class EvalSet:
     def __len__(self) -> int:
         return len(self.users)
 
+    def subset(self, rows: np.ndarray) -> "EvalSet":
+        """The cases ``rows`` (in that order), e.g. one rank's share of a data-parallel evaluation."""
+        return EvalSet(self.users[rows], self.starts[rows], self.ends[rows], self.targets[rows],
+                       None if self.target_ends is None else self.target_ends[rows])
+
 
 @dataclass
 class Split:

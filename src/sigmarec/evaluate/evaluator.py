@@ -15,6 +15,7 @@ from sigmarec.evaluate.negatives import sample_negatives, sampled_ranks
 from sigmarec.evaluate.ranking import CoverageCounter, mask_scores, metrics_from_ranks, multi_target_ranks, target_ranks
 from sigmarec.models.base import SequentialRecommender
 from sigmarec.models.inputs import inference_inputs
+from sigmarec.parallel import Distributed
 
 
 def ragged_ranges(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,12 +124,37 @@ def case_ranks(model: SequentialRecommender, data: SequenceData, cases: EvalSet,
     return ranks
 
 
+def gathered_ranks(pieces: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
+    """The ranks of all ``n`` cases from every rank's ``(rows, ranks)``; several targets per case (2-D ranks) are
+    padded with -1 to the widest piece."""
+    if all(r.ndim == 1 for _, r in pieces):
+        out = np.zeros(n, dtype=np.int64)
+        for rows, r in pieces:
+            out[rows] = r
+        return out
+    width = max(r.shape[1] for _, r in pieces if r.ndim == 2)
+    out = np.full((n, width), -1, dtype=np.int64)
+    for rows, r in pieces:
+        if len(rows):
+            out[rows, : r.shape[1]] = r
+    return out
+
+
 def evaluate(model: SequentialRecommender, data: SequenceData, cases: EvalSet, cfg: EvalConfig, max_len: int,
-             device: torch.device | str = "cpu") -> dict[str, float]:
+             device: torch.device | str = "cpu", group: Distributed | None = None) -> dict[str, float]:
     """Metrics of ``model`` on ``cases``: full ranking by default, sampled when ``cfg.sampled_negatives > 0``
-    (then without ``coverage@K``)."""
+    (then without ``coverage@K``). In a process ``group`` of several ranks each scores every ``world``-th case
+    and the ranks are gathered, so every rank returns the metrics of all cases."""
     coverage = CoverageCounter() if cfg.sampled_negatives <= 0 else None
-    ranks = case_ranks(model, data, cases, cfg, max_len, device, coverage)
+    group = group or Distributed()
+    if group.active:
+        rows = np.arange(group.rank, len(cases), group.world)
+        pieces = group.gather((rows, case_ranks(model, data, cases.subset(rows), cfg, max_len, device, coverage)))
+        ranks = gathered_ranks(pieces, len(cases))
+        if coverage is not None:
+            coverage.merge_min(group.min_, data.n_items + 1, max(cfg.ks))
+    else:
+        ranks = case_ranks(model, data, cases, cfg, max_len, device, coverage)
     ks = sorted(cfg.ks)
     out = metrics_from_ranks(ranks, ks)
     if coverage is not None:

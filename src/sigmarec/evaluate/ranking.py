@@ -240,6 +240,14 @@ class CoverageCounter:
         best[0] = self._k_max  # padding is never an item
         self._best_pos = best
 
+    def merge_min(self, reduce_min, n_cols: int, k_max: int) -> None:
+        """Combine the counters of all ranks of a process group: ``reduce_min`` takes each item's best position
+        over ranks, in place (``Distributed.min_``). A rank that scored nothing takes part with the sentinel."""
+        if self._best_pos is None:
+            self._k_max = int(k_max)
+            self._best_pos = torch.full((n_cols,), self._k_max, dtype=torch.long)
+        self._best_pos = reduce_min(self._best_pos.cpu())
+
     def result(self, ks: Sequence[int], n_items: int | None = None) -> dict[str, float]:
         """``coverage@K`` for each ``K`` (must be ``<= k_max``); ``n_items`` defaults to N."""
         if self._best_pos is None:

@@ -18,12 +18,13 @@ from sigmarec.files import make_readable
 log = logging.getLogger("sigmarec")
 
 
-def start_summary(cfg: Any, model: torch.nn.Module, data: Any, split: Any, device: torch.device) -> str:
+def start_summary(cfg: Any, model: torch.nn.Module, data: Any, split: Any, device: torch.device, world: int = 1) -> str:
     params = sum(p.numel() for p in model.parameters())
+    procs = f" per process, {world} processes (DDP)" if world > 1 else ""
     return (f"{cfg.model_name} on {data.name}: {data.n_users:,} users, {data.n_items:,} items, {data.n_interactions:,} "
             f"interactions ({split.n_train_targets:,} training targets, {len(split.valid):,} validation and "
             f"{len(split.test):,} test cases); {params:,} parameters; device {device}, {torch.get_num_threads()} "
-            f"thread(s); up to {cfg.train.epochs} epochs, patience {cfg.train.patience}")
+            f"thread(s){procs}; up to {cfg.train.epochs} epochs, patience {cfg.train.patience}")
 
 
 def end_summary(state: dict[str, Any], tc: Any, restored: bool) -> str:

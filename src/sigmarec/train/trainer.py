@@ -29,6 +29,8 @@ from sigmarec.data.protocols import Split, make_split
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import evaluate
 from sigmarec.models.registry import get_model_class
+from sigmarec.parallel import Distributed
+from sigmarec.train.distributed import shard, wrap_ddp
 from sigmarec.train.report import TensorBoard, end_summary, start_summary, write_curves
 from sigmarec.runs import (RunLock, build_model, check_data_pin, find_checkpoint, load_checkpoint, read_state, remove_stale_temporaries, resolve_device, save_data_snapshot,
                            save_checkpoint, write_json_atomic, write_text_atomic)
@@ -121,11 +123,12 @@ class Trainer:
         self.sources = sources or {}  # the layer that set each key (``runs.make_config``), noted in config.yaml
         self.run_dir = Path(run_dir)
         self.device = resolve_device(cfg.train.device)  # before reading data: a missing device fails fast
+        self.group = Distributed.current()  # rank and world of a torchrun launch (rank 0 of 1 otherwise)
         self.data = data if data is not None else load_dataset(cfg.data)
         self.split: Split = make_split(self.data, cfg.protocol, cfg.data.max_len)
         check_metric_name(cfg.train.valid_metric, cfg.eval.ks, cfg.eval.sampled_negatives > 0)
-        if self.device.type == "cpu" or cfg.train.num_threads:
-            torch.set_num_threads(cfg.train.num_threads or free_cores())
+        if self.device.type == "cpu" or cfg.train.num_threads:  # the free cores shared by the ranks on this machine
+            torch.set_num_threads(cfg.train.num_threads or max(1, free_cores() // self.group.world))
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, self.data, self.split).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg.train)
@@ -133,6 +136,8 @@ class Trainer:
         # logged loss sums: float64 (the sum a Python float loop gives), float32 where the device has no float64
         self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         # what a training step calls: the model, or a wrapper around it (DistributedDataParallel, torch.compile)
+        if wrap is None and self.group.active:
+            wrap = lambda m: wrap_ddp(m, self.device)  # noqa: E731
         self.train_module: torch.nn.Module = wrap(self.model) if wrap is not None else self.model
 
     # ---- run directory ----
@@ -229,10 +234,14 @@ class Trainer:
         bar = tqdm(train_batches(self.split, tc.batch_size, self.cfg.data.max_len, rng, tc.bucket_by_length), total=total,
                    desc=f"epoch {epoch}", disable=not tc.progress or not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
         for batch in bar:
+            batch, weight = shard(batch, self.group)  # this rank's rows and its share of the targets (1 process: all, 1)
             batch = batch.to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 parts = self.train_module(batch)
             loss = parts["loss"]
+            if self.group.active:  # DDP averages the ranks' gradients: weighted, that is the global batch's gradient
+                loss = loss * weight
+                parts = {k: v * (weight / self.group.world) for k, v in parts.items()}  # summed over ranks when logged
             nonfinite |= ~torch.isfinite(loss.detach())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -245,12 +254,20 @@ class Trainer:
                 sums[k] = sums[k] + v if k in sums else v
             n += 1
             if n % LOG_EVERY == 0 or n == total:
-                self._check_finite(nonfinite, epoch, n)
+                self._check_finite(self._any(nonfinite), epoch, n)
                 if tc.progress:
                     bar.set_postfix(loss=f"{float(sums['loss']) / n:.4f}")
         bar.close()
-        self._check_finite(nonfinite, epoch, n)
+        self._check_finite(self._any(nonfinite), epoch, n)
+        if self.group.active and sums:  # the global batches' loss parts: the ranks' weighted sums added up
+            keys = sorted(sums)
+            total_sums = self.group.sum_(torch.stack([sums[k] for k in keys]).cpu().double())
+            sums = dict(zip(keys, total_sums))
         return {k: float(v) / max(n, 1) for k, v in sums.items()}
+
+    def _any(self, flag: torch.Tensor) -> torch.Tensor:
+        """A flag raised on any rank (every rank then raises the same error instead of waiting on the others)."""
+        return torch.tensor(self.group.any(bool(flag))) if self.group.active else flag
 
     @staticmethod
     def _check_finite(nonfinite: torch.Tensor, epoch: int, step: int) -> None:
@@ -260,19 +277,24 @@ class Trainer:
 
     def evaluate(self, which: str) -> dict[str, float]:
         cases = self.split.valid if which == "valid" else self.split.test
-        return evaluate(self.model, self.data, cases, self.cfg.eval, self.cfg.data.max_len, self.device)
+        return evaluate(self.model, self.data, cases, self.cfg.eval, self.cfg.data.max_len, self.device, self.group)
 
     def fit(self) -> dict[str, Any]:
         """Train (or resume) to the end, holding the run directory's lock throughout; returns the final metrics."""
+        if not self.group.main:  # rank 0 holds the lock and writes; the others wait for its run directory
+            self.group.barrier()
+            return self._fit()
         with RunLock(self.run_dir):
             removed = remove_stale_temporaries(self.run_dir)
             if removed:
                 log.info("removed %d temporary file(s) left by an interrupted run in %s", len(removed), self.run_dir)
+            self._prepare_run_dir()
+            self.group.barrier()
             return self._fit()
 
     def _fit(self) -> dict[str, Any]:
         tc = self.cfg.train
-        self._prepare_run_dir()
+        main = self.group.main
         ckpt_dir = self.run_dir / "checkpoints"
         state = {"epoch": 0, "best_epoch": 0, "best_value": -math.inf, "bad_epochs": 0, "finished": False}
         resumed = self._resume_state(ckpt_dir)
@@ -281,7 +303,8 @@ class Trainer:
                 torch.set_num_threads(resumed["num_threads"])  # the automatic choice of the first start: same sums
             state.update(resumed)
             state["finished"] = state["bad_epochs"] >= tc.patience  # a larger budget on resume continues the run
-            self._truncate_log(state["epoch"])
+            if main:
+                self._truncate_log(state["epoch"])
             log.info("resumed %s from epoch %d (best %s=%.4f at epoch %d)", self.run_dir, state["epoch"], tc.valid_metric,
                      state["best_value"], state["best_epoch"])
         elif self._holds_training():
@@ -290,15 +313,16 @@ class Trainer:
                                "training again would overwrite it: pass --restart (Trainer(restart=True)) to start over, "
                                "or use another --out")
             log.warning("%s: no readable last checkpoint; starting over (--restart)", self.run_dir)
-            self._truncate_log(0)
-        elif (self.run_dir / "epochs.jsonl").exists():
+            if main:
+                self._truncate_log(0)
+        elif main and (self.run_dir / "epochs.jsonl").exists():
             if (self.run_dir / "epochs.jsonl").read_text().strip():
                 log.warning("%s: logged epochs but no checkpoint (interrupted before the first was saved); starting over",
                             self.run_dir)
             self._truncate_log(0)
         state["num_threads"] = torch.get_num_threads()
-        log.info("%s", start_summary(self.cfg, self.model, self.data, self.split, self.device))
-        board = TensorBoard(self.run_dir)
+        log.info("%s", start_summary(self.cfg, self.model, self.data, self.split, self.device, self.group.world))
+        board = TensorBoard(self.run_dir) if main else None
         start = time.time()
         epoch_times: list[float] = []
         while not state["finished"] and state["epoch"] < tc.epochs:
@@ -325,27 +349,32 @@ class Trainer:
             state["epoch"] = epoch
             if state["bad_epochs"] >= tc.patience:
                 state["finished"] = True
-            self._log_epoch(record)  # before the checkpoint that claims the epoch: a resume truncates it, never loses it
-            board.log(record)
-            if improved:  # with the optimizer and trainer state, so a run whose `last` is damaged can resume from here
-                save_checkpoint(ckpt_dir / "best", self.model, self.optimizer, {**state, tc.valid_metric: state["best_value"]})
-            save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
+            if main:
+                self._log_epoch(record)  # before the checkpoint that claims the epoch: a resume truncates it, never loses it
+                board.log(record)
+                if improved:  # with the optimizer and trainer state, so a run whose `last` is damaged can resume from here
+                    save_checkpoint(ckpt_dir / "best", self.model, self.optimizer, {**state, tc.valid_metric: state["best_value"]})
+                save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
             eta = np.mean(epoch_times) * (tc.epochs - epoch)
             msg = f"epoch {epoch:3d} loss {losses['loss']:.4f} ({train_s:.1f}s)"
             if "valid" in record:
                 msg += f" valid {tc.valid_metric} {record['valid'][tc.valid_metric]:.4f} (best {state['best_value']:.4f} @ {state['best_epoch']})"
             log.info("%s  max time left %s", msg, _fmt_seconds(eta))
         state["finished"] = True
-        save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
-        board.close()
+        if main:
+            save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
+            board.close()
+        self.group.barrier()  # rank 0's checkpoints are in place before any rank reloads the best
         best = find_checkpoint(ckpt_dir / "best")
         if best is not None:
             load_checkpoint(best, self.model, None, self.device)
         log.info("%s", end_summary(state, tc, best is not None))
-        write_curves(self.run_dir, tc.valid_metric)
+        if main:
+            write_curves(self.run_dir, tc.valid_metric)
         metrics = {"valid": self.evaluate("valid"), "test": self.evaluate("test"), "best_epoch": state["best_epoch"],
                    "epochs": state["epoch"], "train_seconds_this_session": round(time.time() - start, 2)}
-        write_json_atomic(self.run_dir / "metrics.json", metrics)
+        if main:
+            write_json_atomic(self.run_dir / "metrics.json", metrics)
         log.info("test %s", _fmt_metrics(metrics["test"]))
         return metrics
 
