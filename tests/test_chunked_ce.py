@@ -1,5 +1,7 @@
 """The chunked full-softmax cross-entropy: the value and both gradients of F.cross_entropy over all items."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -47,3 +49,37 @@ def test_the_library_loss_matches_ce_through_a_padding_row_and_a_temperature():
     assert gb[1][0].abs().sum() == 0  # the padding row gets no gradient
     with pytest.raises(ValueError, match="chunk"):
         chunked_cross_entropy(hidden, table, targets, 0)
+
+
+def test_sampled_logq_is_a_cross_entropy_over_corrected_candidates():
+    """Hand-built: targets [2, 2, 5] and uniform draws [5, 7] over N = 9 items; expected counts c_i + U / N."""
+    from sigmarec.models.layers.losses import sampled_logq_loss
+
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    table = torch.randn(10, 4, generator=g, dtype=torch.float64)
+    targets = torch.tensor([2, 2, 5])
+    torch.manual_seed(11)
+    uniform = torch.randint(1, 10, (2,))
+    torch.manual_seed(11)
+    got = sampled_logq_loss(hidden, targets, table, 2)
+    cand = torch.cat([targets, uniform]).tolist()
+    count = {2: 2.0, 5: 1.0}  # among the batch's targets
+    expected = 0.0
+    for r, target in enumerate(targets.tolist()):
+        kept = [j for j, item in enumerate(cand) if j == r or item != target]  # accidental hits of the target dropped
+        logits = torch.tensor([float(hidden[r] @ table[cand[j]]) - math.log(count.get(cand[j], 0.0) + 2 / 9) for j in kept],
+                              dtype=torch.float64)
+        expected += float(torch.logsumexp(logits, 0) - logits[kept.index(r)])
+    assert float(got) == pytest.approx(expected / 3, rel=1e-6)  # the logits are taken to float32
+
+
+def test_sampled_logq_trains_the_table_and_matches_its_name_in_next_item_loss():
+    g = torch.Generator().manual_seed(4)
+    hidden = torch.randn(6, 5, generator=g, requires_grad=True)
+    table = torch.randn(30, 5, generator=g, requires_grad=True)
+    targets = torch.tensor([1, 4, 4, 9, 20, 29])
+    torch.manual_seed(0)
+    value = next_item_loss(hidden, targets, table, "sampled_logq", n_negatives=8)
+    value.backward()
+    assert torch.isfinite(value) and table.grad[targets].abs().sum() > 0 and table.grad[0].abs().sum() == 0

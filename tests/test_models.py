@@ -69,7 +69,7 @@ def _single_thread(one_thread):
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_loss_finite_and_gradients_reach_item_embeddings(name, loss):
-    if name == "dss" and loss == "ce_chunked":
+    if name == "dss" and loss in ("ce_chunked", "sampled_logq"):
         pytest.skip("DSS scores an item by its max over K intentions; its own losses are tested in test_dss.py")
     model = make_model(name, loss)
     model.train()

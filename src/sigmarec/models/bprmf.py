@@ -29,7 +29,7 @@ PAIRWISE_TRAINING = {"train": {"epochs": 1000, "patience": 40}}
 @dataclass
 class BPRMFConfig(ModelConfig):
     hidden_size: int = 64  # factors (LightGCN's comparison: 64)
-    loss: Literal["bpr", "ce", "ce_chunked", "bce", "sampled"] = "bpr"  # bpr: the paper's pairwise loss, one uniform negative |
+    loss: Literal["bpr", "ce", "ce_chunked", "bce", "sampled", "sampled_logq"] = "bpr"  # bpr: the paper's pairwise loss, one uniform negative |
     # ce: full softmax over all items | bce | sampled
     n_negatives: int = 100  # for loss=sampled
     init_std: float = 0.1  # normal init of both tables (LightGCN's code uses std 0.1)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from sigmarec.models.layers.chunked_ce import chunked_cross_entropy
 
-NextItemLoss = Literal["ce", "ce_chunked", "bce", "sampled"]  # the next-item losses every model offers
+NextItemLoss = Literal["ce", "ce_chunked", "bce", "sampled", "sampled_logq"]  # the next-item losses every model offers
 CE_CHUNK = 8192  # items per chunk of ce_chunked: [M, 8192] float32 logits at a time
 LOSSES: tuple[str, ...] = typing.get_args(NextItemLoss)
 
@@ -26,6 +26,11 @@ def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Ten
       (the loss of the original SASRec and of the papers' baselines).
     - ``sampled``: softmax over the target and ``n_negatives`` uniform negatives shared by the batch;
       a negative that equals the row's target is masked out.
+    - ``sampled_logq``: softmax over the row's target, the batch's other targets (in-batch negatives, drawn in
+      proportion to popularity) and ``n_negatives`` uniform items, every logit (the target's too) less the log of
+      that item's expected count among the candidates (logQ correction: Yi et al. 2019; TensorFlow's
+      ``sampled_softmax_loss``); copies of the row's own target among the negatives are masked. Memory
+      ``O(M x (M + n_negatives))``, for catalogs where even ``ce_chunked`` is too slow.
     """
     n_items = items.shape[0] - 1
     if temperature != 1.0:
@@ -48,7 +53,25 @@ def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Ten
         neg_logit = neg_logit.masked_fill(neg[None, :] == targets[:, None], float("-inf"))
         logits = torch.cat([pos_logit, neg_logit], dim=1).float()
         return F.cross_entropy(logits, torch.zeros_like(targets))
+    if kind == "sampled_logq":
+        return sampled_logq_loss(hidden, targets, items, n_negatives)
     raise ValueError(f"unknown loss {kind!r}; expected one of {LOSSES}")
+
+
+def sampled_logq_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, n_negatives: int) -> torch.Tensor:
+    """The ``sampled_logq`` loss of :func:`next_item_loss`. Candidates: the ``M`` targets of the batch (row ``r``'s
+    positive is candidate ``r``) and ``U = n_negatives`` uniform draws. Item ``i``'s expected count among them is
+    ``c_i + U / N`` (``c_i`` its count among the batch's targets, the in-batch estimate of ``M p_i``)."""
+    n_items, m = items.shape[0] - 1, targets.shape[0]
+    uniform = torch.randint(1, n_items + 1, (n_negatives,), device=targets.device)
+    cand = torch.cat([targets, uniform])
+    counts = torch.zeros(n_items + 1, device=targets.device).index_add_(0, targets, torch.ones(m, device=targets.device))
+    log_q = torch.log(counts[cand] + n_negatives / n_items)
+    logits = (hidden @ items[cand].T).float() - log_q[None, :]
+    rows = torch.arange(m, device=targets.device)
+    accidental = cand[None, :] == targets[:, None]
+    accidental[rows, rows] = False  # the positive itself stays
+    return F.cross_entropy(logits.masked_fill(accidental, float("-inf")), rows)
 
 
 def bpr_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
