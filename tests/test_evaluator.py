@@ -162,6 +162,27 @@ def test_batch_size_does_not_change_results():
     assert evaluate(model, data, split.test, EvalConfig(ks=ks, sampled_negatives=10, batch_size=4), max_len=50) == ref
 
 
+def test_max_scores_bounds_the_rows_per_batch_and_changes_no_result(monkeypatch):
+    from sigmarec.evaluate import evaluator
+
+    data, split, model = random_setup()
+    n_cols = data.n_items + 1
+    assert evaluator.rows_per_batch(model, data.n_items, 1024, 10 * n_cols) == 10
+    assert evaluator.rows_per_batch(model, data.n_items, 4, 10 * n_cols) == 4
+    assert evaluator.rows_per_batch(model, data.n_items, 1024, 1) == 1  # at least one row
+    model.cfg = type("Cfg", (), {"n_interests": 5})()  # K interest vectors: [B, K, N + 1] before the max
+    assert evaluator.rows_per_batch(model, data.n_items, 1024, 10 * n_cols) == 2
+    del model.cfg
+    seen = []
+    score_all = model.score_all
+    monkeypatch.setattr(model, "score_all", lambda inputs, **c: seen.append(inputs.shape[0]) or score_all(inputs, **c))
+    ks = [1, 5, 10]
+    full = evaluate(model, data, split.test, EvalConfig(ks=ks), max_len=50)
+    seen.clear()
+    bounded = evaluate(model, data, split.test, EvalConfig(ks=ks, max_scores=3 * n_cols), max_len=50)
+    assert bounded == pytest.approx(full) and max(seen) == 3 and sum(seen) == len(split.test)
+
+
 @pytest.mark.parametrize("sampler", ["uniform", "popularity"])
 def test_sampled_evaluation_is_deterministic_and_bounded(sampler):
     data, split, model = random_setup()

@@ -49,15 +49,24 @@ def opens_session(data: SequenceData, cases: EvalSet, rows: np.ndarray) -> np.nd
     return data.session_starts[cases.ends[rows]]
 
 
+def rows_per_batch(model: SequentialRecommender, n_items: int, batch_size: int, max_scores: int) -> int:
+    """Rows scored at once: ``batch_size``, fewer when ``rows x interests x (N + 1)`` scores would exceed
+    ``max_scores`` (a multi-interest model holds ``[B, K, N + 1]`` before its max), at least 1."""
+    k = int(getattr(getattr(model, "cfg", None), "n_interests", 1) or 1)
+    return max(1, min(batch_size, max_scores // (k * (n_items + 1))))
+
+
 @torch.no_grad()
 def scored_batches(model: SequentialRecommender, data: SequenceData, cases: EvalSet, max_len: int, device: torch.device,
-                   batch_size: int, exclude_history: bool) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+                   batch_size: int, exclude_history: bool, max_scores: int | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """Yield ``(rows, scores [B, N + 1])`` with padding and (optionally) history masked to -inf.
 
     The model sees the last ``max_len`` items of each input; the exclusion uses the whole input.
-    Cases come in the order of ``case_batches`` (``rows`` are their indices). This is the single
-    code path behind ``evaluate`` and ``recommend --split``.
+    Cases come in the order of ``case_batches`` (``rows`` are their indices), at most ``max_scores`` scores a
+    batch (``EvalConfig.max_scores``). This is the single code path behind ``evaluate`` and ``recommend --split``.
     """
+    if max_scores is not None:
+        batch_size = rows_per_batch(model, data.n_items, batch_size, max_scores)
     was_training = model.training
     model.eval()
     try:
@@ -104,7 +113,7 @@ def case_ranks(model: SequentialRecommender, data: SequenceData, cases: EvalSet,
         ).to(device)
     ranks = np.zeros(len(cases), dtype=np.int64)
     multi_ranks: list[tuple[np.ndarray, np.ndarray]] = []
-    for rows, scores in scored_batches(model, data, cases, max_len, device, cfg.batch_size, cfg.exclude_history):
+    for rows, scores in scored_batches(model, data, cases, max_len, device, cfg.batch_size, cfg.exclude_history, cfg.max_scores):
         if coverage is not None:
             coverage.update(scores, max(cfg.ks))
         if multi:

@@ -15,7 +15,7 @@ import torch
 from sigmarec.config import ConfigError, UnknownIdError
 from sigmarec.files import make_readable
 from sigmarec.data.batching import gather_left_padded
-from sigmarec.evaluate.evaluator import scored_batches
+from sigmarec.evaluate.evaluator import rows_per_batch, scored_batches
 from sigmarec.evaluate.ranking import mask_scores
 from sigmarec.models.inputs import inference_inputs
 from sigmarec.runs import LoadedRun, load_run
@@ -116,7 +116,7 @@ class Recommender:
         cfg = self.run.cfg
         frames = []
         for rows, scores in scored_batches(self.run.model, self.data, cases, cfg.data.max_len, self.run.device,
-                                           cfg.eval.batch_size, cfg.eval.exclude_history):
+                                           cfg.eval.batch_size, cfg.eval.exclude_history, cfg.eval.max_scores):
             top = torch.topk(scores, min(k, self.data.n_items), dim=1)
             idx, val = top.indices.cpu().numpy(), top.values.cpu().numpy()
             users = np.repeat(cases.users[rows], idx.shape[1])
@@ -146,7 +146,7 @@ class Recommender:
 
         _check_k(k)
         data, model, dev, max_len = self.data, self.run.model, self.run.device, self.run.cfg.data.max_len
-        batch_size = batch_size or self.run.cfg.eval.batch_size
+        batch_size = rows_per_batch(model, data.n_items, batch_size or self.run.cfg.eval.batch_size, self.run.cfg.eval.max_scores)
         starts, ends = data.offsets[:-1], data.offsets[1:]
         order = np.argsort(np.minimum(ends - starts, max_len), kind="stable")
         path = Path(path)
