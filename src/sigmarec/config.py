@@ -106,7 +106,9 @@ class TrainConfig:
     clip_grad: float | None = 5.0
     seed: int = 42
     device: str = "auto"  # auto|cpu|cuda|cuda:N
-    amp: bool = True  # mixed precision, used on CUDA only
+    amp: bool = True  # bf16 autocast, used on CUDA only (the losses' logsumexp and the VAEs' KL terms stay float32)
+    compile: bool = False  # torch.compile the training step's module (CUDA: measure it on and off; on CPU it
+    # needs a C++ compiler and pays a compilation of tens of seconds per shape family)
     num_threads: int | None = None  # torch intra-op threads on CPU. None: the cores not busy with other work when
     # training starts (cores minus the 1-minute load average, at least 1). Measured with the demo on 2 cores: idle,
     # 2 threads 5.0 s per SIGMA epoch and 1 thread 7.5 s; with one other CPU job, 2 threads 14.0 s and 1 thread 8.1 s

@@ -139,6 +139,8 @@ class Trainer:
         if wrap is None and self.group.active:
             wrap = lambda m: wrap_ddp(m, self.device)  # noqa: E731
         self.train_module: torch.nn.Module = wrap(self.model) if wrap is not None else self.model
+        if cfg.train.compile:  # after DDP, so the compiled graph includes its hooks
+            self.train_module = torch.compile(self.train_module)
 
     # ---- run directory ----
     def _prepare_run_dir(self) -> None:

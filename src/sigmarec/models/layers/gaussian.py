@@ -9,13 +9,20 @@ import torch
 LOG_2PI = math.log(2 * math.pi)
 
 
+def _at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision tensors (bf16 autocast) in float32; float32 and float64 as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def diag_gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """``log N(z | mean, diag(exp(logvar)))`` summed over the last dimension (broadcasting)."""
     return -0.5 * (LOG_2PI + logvar + (z - mean).pow(2) * torch.exp(-logvar)).sum(-1)
 
 
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Closed-form ``KL(N(mean, exp(logvar)) || N(0, I))`` summed over the last dimension (Eq. 4, with its 1/2)."""
+    """Closed-form ``KL(N(mean, exp(logvar)) || N(0, I))`` summed over the last dimension (Eq. 4, with its 1/2), in
+    float32 at least (under bf16 autocast too)."""
+    mean, logvar = _at_least_float32(mean), _at_least_float32(logvar)
     return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
 
 
@@ -36,7 +43,9 @@ def mixture_kl_mc(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_w
 
 
 def kl_diag_gaussians(mean_q: torch.Tensor, logvar_q: torch.Tensor, mean_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
-    """Closed-form ``KL(N(mean_q, exp(logvar_q)) || N(mean_p, exp(logvar_p)))`` summed over the last dimension."""
+    """Closed-form ``KL(N(mean_q, exp(logvar_q)) || N(mean_p, exp(logvar_p)))`` summed over the last dimension, in
+    float32 at least."""
+    mean_q, logvar_q, mean_p, logvar_p = (_at_least_float32(t) for t in (mean_q, logvar_q, mean_p, logvar_p))
     return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mean_q - mean_p).pow(2)) * torch.exp(-logvar_p) - 1.0).sum(-1)
 
 
