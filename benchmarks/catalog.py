@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def child(loss: str, batch: int, items: int, steps: int, threads: int, max_len: int) -> dict:
+def child(loss: str, batch: int, items: int, steps: int, threads: int, max_len: int, device: str = "cpu") -> dict:
     import numpy as np
     import torch
 
@@ -40,9 +40,9 @@ def child(loss: str, batch: int, items: int, steps: int, threads: int, max_len: 
         s = s[-(max_len + 1):]
         rows[r, -len(s):] = s
     t = torch.from_numpy(rows)
-    b = Batch(t[:, :-1], torch.where(t[:, :-1] > 0, t[:, 1:], 0), torch.arange(batch))
+    b = Batch(t[:, :-1], torch.where(t[:, :-1] > 0, t[:, 1:], 0), torch.arange(batch)).to(torch.device(device))
     cls = MODELS["sasrec"]
-    model = cls(cls.config_class(loss=loss, n_negatives=100), items, max_len)
+    model = cls(cls.config_class(loss=loss, n_negatives=100), items, max_len).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     times = []
     for _ in range(steps + 1):  # the first step warms up (allocations, Adam state)
@@ -51,9 +51,14 @@ def child(loss: str, batch: int, items: int, steps: int, threads: int, max_len: 
         opt.zero_grad(set_to_none=True)
         value.backward()
         opt.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return {"loss_value": round(float(value), 4), "targets": int((b.targets > 0).sum()),
-            "sec_per_step": round(float(np.median(times[1:])), 3), "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    out = {"loss_value": round(float(value), 4), "targets": int((b.targets > 0).sum()),
+           "sec_per_step": round(float(np.median(times[1:])), 3), "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    if device.startswith("cuda"):
+        out["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return out
 
 
 def available_gb() -> float:
@@ -70,23 +75,24 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-len", type=int, default=50)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         loss, batch = args.child.split(":")
-        print(json.dumps(child(loss, int(batch), args.items, args.steps, args.threads, args.max_len)))
+        print(json.dumps(child(loss, int(batch), args.items, args.steps, args.threads, args.max_len, args.device)))
         return
     for config in args.configs:
         loss, batch = config.split(":")
         row = {"date": time.strftime("%Y-%m-%d %H:%M"), "items": args.items, "loss": loss, "batch": int(batch),
-               "max_len": args.max_len, "threads": args.threads, "steps": args.steps}
+               "max_len": args.max_len, "threads": args.threads, "steps": args.steps, "device": args.device}
         # the full softmax holds [targets, items] float32 logits, their softmax and its gradient: ~3 copies
         logits_gb = int(batch) * args.max_len * args.items * 4 * 3 / 2**30
-        if loss == "ce" and logits_gb > 0.8 * available_gb():
+        if loss == "ce" and args.device == "cpu" and logits_gb > 0.8 * available_gb():
             row.update(skipped=f"needs ~{logits_gb:.0f} GB for the logits, {available_gb():.0f} GB available")
         else:
             proc = subprocess.run([sys.executable, __file__, "--child", config, "--items", str(args.items), "--steps",
-                                   str(args.steps), "--threads", str(args.threads), "--max-len", str(args.max_len)],
+                                   str(args.steps), "--threads", str(args.threads), "--max-len", str(args.max_len), "--device", args.device],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 row.update(failed=proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
