@@ -83,6 +83,14 @@ def _side(side: pd.DataFrame | None, original_ids: np.ndarray, first_id: int, wh
     return out
 
 
+def _factorize(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes in order of first appearance and the ids they stand for. A categorical column (the streaming reader's,
+    categories already in that order) gives its codes as they are: no string per row is built."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return col.cat.codes.to_numpy().astype(np.int64), np.asarray(col.cat.categories, dtype=object)
+    return pd.factorize(col.astype(str), sort=False)
+
+
 def preprocess(raw: RawData, cfg: PreprocessConfig, name: str = "data") -> SequenceData:
     """Clean ``raw`` (rating threshold, order, duplicates, k-core) and build flat sequences."""
     cfg.validate()
@@ -92,8 +100,8 @@ def preprocess(raw: RawData, cfg: PreprocessConfig, name: str = "data") -> Seque
         raise DataError(f"{raw.source}: interactions lack column(s) {', '.join(missing)}")
     n_total = len(df)
     # codes in order of first appearance in the file: they fix the internal id order
-    ucode, user_uniques = pd.factorize(df["user"].astype(str), sort=False)
-    icode, item_uniques = pd.factorize(df["item"].astype(str), sort=False)
+    ucode, user_uniques = _factorize(df["user"])
+    icode, item_uniques = _factorize(df["item"])
     timestamps = df["timestamp"].to_numpy(dtype=np.float64, na_value=np.nan)
     rows = np.arange(n_total)
 

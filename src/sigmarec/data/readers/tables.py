@@ -26,6 +26,7 @@ from sigmarec.data.readers.parsing import (
     _iter_lines,
     _splitter,
 )
+from sigmarec.data.readers.streaming import STREAM_BYTES, read_delimited_stream
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -93,8 +94,11 @@ def read_delimited(
     item_col: str = "item",
     time_col: str | None = "timestamp",
     rating_col: str | None = None,
+    stream: bool | None = None,
 ) -> RawData:
-    """Read a CSV/TSV file with a header line (or a ``.parquet`` file) with the named columns."""
+    """Read a CSV/TSV file with a header line (or a ``.parquet`` file) with the named columns. ``stream``: read in
+    blocks with ids dictionary-encoded (``readers/streaming.py``); by default for uncompressed files over 256 MB
+    with a one-character separator."""
     p = _check_path(path)
     if _base_name(p).endswith(".parquet"):
         return _read_parquet(p, user_col, item_col, time_col, rating_col)
@@ -108,6 +112,10 @@ def read_delimited(
         raise DataError(f"{p} line {n}: malformed header ({exc})") from None
     _missing_columns(p, wanted, header_fields, time_col, rating_col)
     expected = f"(header: {sep.join(header_fields)})"
+    if stream is None:
+        stream = len(sep) == 1 and not _is_gz(p) and p.stat().st_size > STREAM_BYTES
+    if stream:
+        return read_delimited_stream(p, sep, user_col, item_col, time_col, rating_col, expected)
     df = _arrow_table(p, sep, names=None, columns=wanted, quoting=True, expected=expected)
     frame = _frame_from(df, _Where(p, header_lines=1), user_col, item_col, time_col, rating_col, with_role=True)
     return RawData(frame, source=str(p))
