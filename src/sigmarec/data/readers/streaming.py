@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from sigmarec.data.readers.parsing import _numbers, _timestamps, _Where
@@ -45,12 +46,27 @@ def _ids(column: pa.ChunkedArray, what: str, where: _Where) -> pd.Categorical:
         codes, values = inverse[codes], pd.Index(uniq, dtype=object)
     else:
         values = stripped
-    # first-appearance order (what pd.factorize(sort=False) gives the in-memory path)
-    present, first = np.unique(codes, return_index=True)
-    order = present[np.argsort(first, kind="stable")]
+    # first-appearance order (what pd.factorize(sort=False) gives the in-memory path), in linear time: written in
+    # reverse, each code's slot ends holding its first row
+    first = np.full(len(values), len(codes), dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    present = np.flatnonzero(first < len(codes))
+    order = present[np.argsort(first[present], kind="stable")]
     rank = np.empty(len(values), dtype=np.int64)
     rank[order] = np.arange(len(order))
     return pd.Categorical.from_codes(rank[codes].astype(np.int32), pd.Index(np.asarray(values, dtype=object)[order], dtype=object))
+
+
+def _fast_numbers(col: pa.Array, what: str, where: _Where, slow) -> np.ndarray:
+    """A block's string column as float64 by Arrow's cast; a block holding anything else (dates, a bad value,
+    inf) goes through the in-memory reader's ``slow`` parser, which converts dates and names a bad line."""
+    try:
+        out = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        out = None
+    if out is None or not np.isfinite(out).all():
+        return slow(col.to_pandas(), what, where)
+    return out
 
 
 def read_delimited_stream(p: Path, sep: str, user_col: str, item_col: str, time_col: str | None,
@@ -75,9 +91,9 @@ def read_delimited_stream(p: Path, sep: str, user_col: str, item_col: str, time_
             items.append(batch.column(item_col))
             block_where = _Where(p, header_lines=1 + offset)
             if time_col is not None:
-                times.append(_timestamps(batch.column(time_col).to_pandas(), f"timestamp ({time_col})", block_where))
+                times.append(_fast_numbers(batch.column(time_col), f"timestamp ({time_col})", block_where, _timestamps))
             if rating_col is not None:
-                ratings.append(_numbers(batch.column(rating_col).to_pandas(), f"rating ({rating_col})", block_where))
+                ratings.append(_fast_numbers(batch.column(rating_col), f"rating ({rating_col})", block_where, _numbers))
             offset += n
     except (pa.ArrowInvalid, pa.ArrowException, OSError, EOFError) as exc:
         raise DataError(f"{p}: cannot parse as {expected} ({exc})") from None
