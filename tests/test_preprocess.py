@@ -215,3 +215,13 @@ def test_missing_columns():
     raw = RawData(pd.DataFrame({"user": ["a"], "item": ["b"]}), source="mem")
     with pytest.raises(DataError, match="timestamp, rating"):
         preprocess(raw, PreprocessConfig())
+
+
+@pytest.mark.parametrize("keep", ["first", "last"])
+def test_duplicated_by_sorting_equals_pandas(keep):
+    from sigmarec.data.preprocess import duplicated
+
+    rng = np.random.default_rng(5)
+    for n, high in ((0, 3), (1, 3), (50, 4), (2000, 300)):
+        keys = rng.integers(0, high, n)
+        np.testing.assert_array_equal(duplicated(keys, keep), pd.Index(keys).duplicated(keep=keep))
