@@ -49,6 +49,21 @@ def opens_session(data: SequenceData, cases: EvalSet, rows: np.ndarray) -> np.nd
     return data.session_starts[cases.ends[rows]]
 
 
+@torch.no_grad()
+def history_scores(model: SequentialRecommender, items: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int,
+                   device: torch.device | str, session_starts: np.ndarray | None = None, users: np.ndarray | None = None,
+                   new_session: np.ndarray | None = None, exclude: bool | np.ndarray = True) -> torch.Tensor:
+    """Scores ``[B, N + 1]`` of every item after each history ``items[starts[b]:ends[b]]`` (the model sees its last
+    ``max_len`` items), padding at -inf and the whole history too where ``exclude`` (one flag, or one per row).
+    The one path from histories to scores behind evaluation, ``recommend``, batch scoring, export and serving."""
+    inputs, context = inference_inputs(model, items, starts, ends, max_len, device, session_starts, users, new_session)
+    history = torch.from_numpy(gather_left_padded(items, starts, ends)).to(device)
+    if not isinstance(exclude, bool):
+        history[torch.from_numpy(~np.asarray(exclude, dtype=bool)).to(history.device)] = 0  # nothing to exclude there
+        exclude = True
+    return mask_scores(model.score_all(inputs, **context).float(), history, exclude)
+
+
 def rows_per_batch(model: SequentialRecommender, n_items: int, batch_size: int, max_scores: int) -> int:
     """Rows scored at once: ``batch_size``, fewer when ``rows x interests x (N + 1)`` scores would exceed
     ``max_scores`` (a multi-interest model holds ``[B, K, N + 1]`` before its max), at least 1."""
@@ -71,13 +86,9 @@ def scored_batches(model: SequentialRecommender, data: SequenceData, cases: Eval
     model.eval()
     try:
         for rows in case_batches(cases, max_len, batch_size):
-            starts, ends = cases.starts[rows], cases.ends[rows]
-            history = torch.from_numpy(gather_left_padded(data.items, starts, ends)).to(device)
             new = opens_session(data, cases, rows) if "new_session" in model.context else None
-            inputs, context = inference_inputs(model, data.items, starts, ends, max_len, device, data.session_starts,
-                                               cases.users[rows], new)
-            scores = model.score_all(inputs, **context).float()
-            yield rows, mask_scores(scores, history, exclude_history)
+            yield rows, history_scores(model, data.items, cases.starts[rows], cases.ends[rows], max_len, device,
+                                       data.session_starts, cases.users[rows], new, exclude_history)
     finally:
         model.train(was_training)
 

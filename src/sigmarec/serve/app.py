@@ -17,8 +17,7 @@ import torch
 from pydantic import BaseModel, Field, model_validator
 
 from sigmarec.config import SigmarecError, UnknownIdError
-from sigmarec.data.batching import gather_left_padded
-from sigmarec.evaluate.ranking import mask_scores
+from sigmarec.evaluate.evaluator import history_scores
 from sigmarec.models.inputs import inference_inputs
 from sigmarec.serve.batching import RequestBatcher
 from sigmarec.serve.recommender import Recommender
@@ -119,17 +118,15 @@ class Service:
         users = np.array([u for _, u, _ in resolved])
         new = np.array([r.new_session for r in reqs])
         model, dev = run.model, run.device
-        inputs, context = inference_inputs(model, flat, starts, ends, run.cfg.data.max_len, dev, flags, users, new)
         k_max = min(max(r.k for r in reqs), data.n_items)
         if self.index is not None:
+            inputs, context = inference_inputs(model, flat, starts, ends, run.cfg.data.max_len, dev, flags, users, new)
             reps = model.user_representation(inputs, **context).float().cpu().numpy()
             exclude = [h if r.exclude_seen else [] for (h, _, _), r in zip(resolved, reqs)]
             ids, scores = self.index.search(reps, k_max, exclude)
         else:
-            history = gather_left_padded(flat, starts, ends)
-            keep_seen = np.array([not r.exclude_seen for r in reqs])
-            history[keep_seen] = 0  # nothing to exclude for those rows
-            scores_t = mask_scores(model.score_all(inputs, **context).float(), torch.from_numpy(history).to(dev), True)
+            scores_t = history_scores(model, flat, starts, ends, run.cfg.data.max_len, dev, flags, users, new,
+                                      np.array([r.exclude_seen for r in reqs]))
             top = torch.topk(scores_t, k_max, dim=1)
             ids, scores = top.indices.cpu().numpy(), top.values.cpu().numpy()
         responses = []

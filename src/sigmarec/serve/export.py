@@ -13,9 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from sigmarec.data.batching import gather_left_padded
-from sigmarec.evaluate.evaluator import opens_session
-from sigmarec.evaluate.ranking import mask_scores
+from sigmarec.evaluate.evaluator import history_scores, opens_session
 from sigmarec.models.inputs import inference_inputs
 from sigmarec.runs import LoadedRun, load_run, write_text_atomic
 from sigmarec.serve.retrieval import ItemIndex, IndexKind, recall_at_k
@@ -33,8 +31,8 @@ def query_vectors(run: LoadedRun, rows: np.ndarray) -> tuple[np.ndarray, list[np
                                        data.session_starts, cases.users[rows], new)
     reps = model.user_representation(inputs, **context).float().cpu().numpy()
     histories = [data.items[s:e] for s, e in zip(starts, ends)]
-    scores = mask_scores(model.score_all(inputs, **context).float(),
-                         torch.from_numpy(gather_left_padded(data.items, starts, ends)).to(run.device), True)
+    scores = history_scores(model, data.items, starts, ends, run.cfg.data.max_len, run.device, data.session_starts,
+                            cases.users[rows], new, True)
     return reps, histories, scores.cpu().numpy()
 
 

@@ -14,10 +14,7 @@ import torch
 
 from sigmarec.config import ConfigError, UnknownIdError
 from sigmarec.files import make_readable
-from sigmarec.data.batching import gather_left_padded
-from sigmarec.evaluate.evaluator import rows_per_batch, scored_batches
-from sigmarec.evaluate.ranking import mask_scores
-from sigmarec.models.inputs import inference_inputs
+from sigmarec.evaluate.evaluator import history_scores, rows_per_batch, scored_batches
 from sigmarec.runs import LoadedRun, load_run
 
 
@@ -58,8 +55,6 @@ class Recommender:
         flat = np.concatenate(encoded)
         ends = np.cumsum([len(e) for e in encoded])
         starts = ends - np.array([len(e) for e in encoded])
-        dev = self.run.device
-        history = torch.from_numpy(gather_left_padded(flat, starts, ends)).to(dev)
         flags = None
         if session_starts is not None:
             if [len(f) for f in session_starts] != [len(e) for e in encoded]:
@@ -67,11 +62,9 @@ class Recommender:
             flags = np.concatenate([np.asarray(f, dtype=bool) for f in session_starts])
         if new_session is not None and len(new_session) != len(histories):
             raise ValueError(f"new_session needs one flag per history ({len(histories)}), got {len(new_session)}")
-        inputs, extra = inference_inputs(self.run.model, flat, starts, ends, self.run.cfg.data.max_len, dev, flags,
-                                         None if users is None else np.asarray(users),
-                                         None if new_session is None else np.asarray(new_session, dtype=bool))
-        scores = self.run.model.score_all(inputs, **extra).float()
-        scores = mask_scores(scores, history, exclude_history)
+        scores = history_scores(self.run.model, flat, starts, ends, self.run.cfg.data.max_len, self.run.device, flags,
+                                None if users is None else np.asarray(users),
+                                None if new_session is None else np.asarray(new_session, dtype=bool), exclude_history)
         top = torch.topk(scores, min(k, self.data.n_items), dim=1)
         return [
             [(str(self.data.item_ids[i]), float(s)) for i, s in zip(idx.tolist(), val.tolist()) if np.isfinite(s)]
@@ -162,10 +155,8 @@ class Recommender:
         try:
             for i in range(0, data.n_users, batch_size):
                 users = order[i : i + batch_size]
-                inputs, context = inference_inputs(model, data.items, starts[users], ends[users], max_len, dev,
-                                                   data.session_starts, users, None)
-                history = torch.from_numpy(gather_left_padded(data.items, starts[users], ends[users])).to(dev)
-                scores = mask_scores(model.score_all(inputs, **context).float(), history, exclude_history)
+                scores = history_scores(model, data.items, starts[users], ends[users], max_len, dev, data.session_starts,
+                                        users, None, exclude_history)
                 top = torch.topk(scores, min(k, data.n_items), dim=1)
                 idx, val = top.indices.cpu().numpy(), top.values.cpu().numpy()
                 keep = np.isfinite(val.ravel())
