@@ -98,6 +98,16 @@ $PY -m sigmarec.cli compare --runs runs/bench/sigma-beauty-ce-i15-s{1,2,3} --aga
 W=(--dataset office --loss ce --threads 1 --max-len 100 --set model.hidden_size=128 --set model.n_heads=4)
 $PY benchmarks/run.py accuracy --model sasrec "${W[@]}" --seeds 1 --tag i15-d128
 $PY benchmarks/run.py accuracy --model sigma "${W[@]}" --seeds 1 --tag i15-d128
+$PY -m sigmarec.cli compare --runs runs/bench/sigma-office-ce-i15-d128-s1 --against runs/bench/sasrec-office-ce-i15-d128-s1
+# item 4: the variance part of the mixture KL weighted apart (0 = the mean pull alone), then a larger KL weight;
+# the identity-initialised linear map trained jointly; the variational estimator with the full KL (check)
+V=(--dataset office --loss ce --threads 1 --model sigma --seeds 1 --set model.prior_kl=variational)
+$PY benchmarks/run.py accuracy "${V[@]}" --tag i15-var0 --set model.prior_kl_var_weight=0
+$PY benchmarks/run.py accuracy "${V[@]}" --tag i15-var0-cap10 --set model.prior_kl_var_weight=0 --set model.kl_cap=0.1
+$PY benchmarks/run.py accuracy "${V[@]}" --tag i15-var1
+$PY benchmarks/run.py accuracy --dataset office --loss ce --threads 1 --model sigma --seeds 1 --tag i15-linear-joint \
+  --set model.prior_map=linear --set model.detach_prior=false
+$PY -m sigmarec.cli compare --runs runs/bench/sigma-beauty-ce-i15-s{1,2,3} --against runs/bench/sigma-beauty-ce-i15-shuffle-s{1,2,3}
 # issue 16: every registered model under its own defaults, nothing else set (one seed: the library's seed 42),
 # against its BENCHMARKS.md row; models without an Office row get one from the long recipe (tag i16-ref)
 for m in sasrec gru4rec pop sigma sine comirec_sa mind comirec_dr dss hrnn gru4rec_session hnvm; do
@@ -107,6 +117,10 @@ for m in pop gru4rec gru4rec_session hrnn hnvm; do
   $PY benchmarks/run.py accuracy --dataset office --loss ce --threads 1 --model $m --seeds 1 --tag i16-ref
 done
 $PY benchmarks/run.py accuracy --dataset office --loss ce --threads 1 --model comirec_sa --seeds 1 --epochs 1000 --patience 40 --tag i16-check
+$PY benchmarks/run.py accuracy --dataset office --loss ce --threads 1 --model pop --seeds 1 --tag i16-count
+for m in mind comirec_sa; do for s in 1 2 3; do  # the plain defaults at seeds 1-3, against the rows' seeds 1-3
+  $PY -m sigmarec.cli train $m --dataset office --threads 1 --set train.seed=$s --out runs/conv/$m-office-s$s
+done; done
 # issue 18: SIGMA's Table 1 on Office and Beauty by one command each (trains what is missing, resumable)
 $PY -m sigmarec.cli compare --dataset office --models sigma sasrec contrastvae bert4rec svae acvae dt4sr mind comirec_sa bprmf lightgcn \
   --seeds 1 2 3 --jobs 2 --threads 1 --out runs/table1-office
@@ -127,3 +141,12 @@ $PY benchmarks/run.py speed --dataset beauty --models sasrec --no-bucket
 $PY benchmarks/run.py summarise
 $PY benchmarks/run.py summarise --keys recall@5 mrr@5 precision@5
 $PY benchmarks/run.py summarise --keys hit@10 ndcg@10 hit@50 ndcg@50
+# issue 20: DDP is checked by tests/test_ddp.py; scale benchmarks (idle machine)
+$PY benchmarks/catalog.py --items 1000000 --steps 3 --threads 1
+$PY benchmarks/biglog.py --file /tmp/biglog.csv
+$PY benchmarks/roofline.py --dataset beauty --epochs 1 --threads 1
+$PY benchmarks/run.py accuracy --dataset beauty --loss sampled_logq --threads 1 --patience 10 --model sasrec --seeds 1 2 3 --tag i20
+python benchmarks/load.py runs/bench/sasrec-beauty-ce-i15-s1 --clients 8 --requests 3000 --seconds 45 --max-batch 64
+python benchmarks/load.py runs/bench/sasrec-beauty-ce-i15-s1 --clients 8 --requests 3000 --seconds 45 --max-batch 1
+bash benchmarks/peers/setup.sh && $PY benchmarks/peers/compare.py   # RecBole's SASRec beside ours, one thread each
+bash benchmarks/gpu.sh                                                # only on a machine with a CUDA device
