@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sigmarec
 
-LAYERS = ["files", "parallel", "config", "data", "models", "runs", "evaluate", "train", "serve", "cli"]
+LAYERS = ["files", "parallel", "config", "data", "models", "runs", "evaluate", "train", "serve", "commands", "cli"]
 ROOT = Path(sigmarec.__file__).resolve().parent
 
 
