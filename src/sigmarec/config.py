@@ -136,6 +136,8 @@ class EvalConfig:
     batch_size: int = 1024
     max_scores: int = 2**27  # bound on the scores held at once (rows x interests x items; 2^27 float32 = 512 MB): at
     # large catalogs fewer rows are scored per batch (10^6 items: 134 rows), so memory stays bounded at any size
+    item_chunk: int = 0  # > 0: full ranking over chunks of this many items with a running top-K (evaluate/chunked.py),
+    # never a row's scores for the whole catalog; for dot-product models, one target per case. 0: whole rows
     sampled_negatives: int = 0  # 0: full ranking; N > 0: rank the target against N sampled items
     sampler: Literal["uniform", "popularity"] = "uniform"
     sampler_seed: int = 0
@@ -144,6 +146,7 @@ class EvalConfig:
         check("eval.ks", bool(self.ks) and all(k >= 1 for k in self.ks), "a non-empty list of integers >= 1", self.ks)
         check("eval.batch_size", self.batch_size >= 1, "an integer >= 1", self.batch_size)
         check("eval.max_scores", self.max_scores >= 1, "an integer >= 1", self.max_scores)
+        check("eval.item_chunk", self.item_chunk >= 0, "an integer >= 0 (0 = whole rows)", self.item_chunk)
         check("eval.sampled_negatives", self.sampled_negatives >= 0, "an integer >= 0 (0 = full ranking)", self.sampled_negatives)
 
 

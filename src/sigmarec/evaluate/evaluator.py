@@ -11,6 +11,7 @@ from sigmarec.config import ConfigError, EvalConfig
 from sigmarec.data.batching import gather_left_padded
 from sigmarec.data.protocols import EvalSet
 from sigmarec.data.sequences import SequenceData
+from sigmarec.evaluate.chunked import chunked_ranks, scores_by_dot_product
 from sigmarec.evaluate.negatives import sample_negatives, sampled_ranks
 from sigmarec.evaluate.ranking import CoverageCounter, mask_scores, metrics_from_ranks, multi_target_ranks, target_ranks
 from sigmarec.models.base import SequentialRecommender
@@ -123,6 +124,8 @@ def case_ranks(model: SequentialRecommender, data: SequenceData, cases: EvalSet,
                              data.item_popularity(), cfg.sampler_seed)
         ).to(device)
     ranks = np.zeros(len(cases), dtype=np.int64)
+    if cfg.item_chunk > 0 and negatives is None:
+        return _chunked_case_ranks(model, data, cases, cfg, max_len, device, coverage, ranks)
     multi_ranks: list[tuple[np.ndarray, np.ndarray]] = []
     for rows, scores in scored_batches(model, data, cases, max_len, device, cfg.batch_size, cfg.exclude_history, cfg.max_scores):
         if coverage is not None:
@@ -158,6 +161,27 @@ def gathered_ranks(pieces: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.nd
         if len(rows):
             out[rows, : r.shape[1]] = r
     return out
+
+
+def _chunked_case_ranks(model: SequentialRecommender, data: SequenceData, cases: EvalSet, cfg: EvalConfig, max_len: int,
+                        device: torch.device, coverage: CoverageCounter | None, ranks: np.ndarray) -> np.ndarray:
+    """``case_ranks`` over chunks of ``cfg.item_chunk`` items (``evaluate/chunked.py``)."""
+    if not scores_by_dot_product(model):
+        raise ConfigError(f"eval.item_chunk needs a model ranked by dot products; {type(model).__name__} scores items "
+                          "its own way (set eval.item_chunk=0, and eval.max_scores to bound memory)")
+    if cases.target_ends is not None:
+        raise ConfigError("eval.item_chunk works with one target per case; this protocol has several (set it to 0)")
+    was_training = model.training
+    model.eval()
+    try:
+        for rows in case_batches(cases, max_len, cfg.batch_size):
+            new = opens_session(data, cases, rows) if "new_session" in model.context else None
+            ranks[rows] = chunked_ranks(model, data.items, cases.starts[rows], cases.ends[rows], cases.targets[rows], max_len,
+                                        device, cfg.exclude_history, cfg.item_chunk,
+                                        (data.session_starts, cases.users[rows], new), max(cfg.ks), coverage)
+    finally:
+        model.train(was_training)
+    return ranks
 
 
 def evaluate(model: SequentialRecommender, data: SequenceData, cases: EvalSet, cfg: EvalConfig, max_len: int,

@@ -231,11 +231,22 @@ class CoverageCounter:
             raise ValueError(f"number of score columns changed ({self._best_pos.shape[0]} -> {n_cols})")
         if scores.shape[0] == 0:
             return
-        k = min(self._k_max, n_cols)
-        vals, idx = torch.topk(scores, k, dim=1)
-        pos = torch.arange(k, device=scores.device).expand_as(idx)
+        vals, idx = torch.topk(scores, min(self._k_max, n_cols), dim=1)
+        self.update_topk(vals, idx, k_max, n_cols)
+
+    def update_topk(self, vals: Tensor, idx: Tensor, k_max: int, n_cols: int) -> None:
+        """Record rows' top lists given as ``(values, item indices)`` ``[B, k]`` in descending order (what
+        ``update`` takes from full scores; chunked evaluation keeps them as a running top-K)."""
+        if self._k_max is None:
+            self._k_max = int(k_max)
+        if self._best_pos is None:
+            self._best_pos = torch.full((n_cols,), self._k_max, dtype=torch.long, device=vals.device)
+        k = idx.shape[1]
+        if vals.shape[0] == 0 or k == 0:
+            return
+        pos = torch.arange(k, device=vals.device).expand_as(idx)
         pos = torch.where((vals == NEG_INF) | torch.isnan(vals), torch.full_like(pos, self._k_max), pos)
-        best = self._best_pos.to(scores.device)
+        best = self._best_pos.to(vals.device)
         best.scatter_reduce_(0, idx.reshape(-1), pos.reshape(-1), reduce="amin")
         best[0] = self._k_max  # padding is never an item
         self._best_pos = best
