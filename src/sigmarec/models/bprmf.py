@@ -19,7 +19,7 @@ from torch import nn
 
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import ModelConfig, SequentialRecommender
-from sigmarec.models.layers.losses import bpr_loss, next_item_loss
+from sigmarec.models.layers.losses import NextItemLoss, bpr_loss, next_item_loss
 
 # one (user, item) pair is one BPR example, seen once an epoch with one negative: the MF papers train for hundreds
 # of epochs (LightGCN's code: up to 1000), so the library's 200 epochs / patience 10 would stop on an early plateau
@@ -29,7 +29,7 @@ PAIRWISE_TRAINING = {"train": {"epochs": 1000, "patience": 40}}
 @dataclass
 class BPRMFConfig(ModelConfig):
     hidden_size: int = 64  # factors (LightGCN's comparison: 64)
-    loss: Literal["bpr", "ce", "ce_chunked", "bce", "sampled", "sampled_logq"] = "bpr"  # bpr: the paper's pairwise loss, one uniform negative |
+    loss: Literal["bpr", NextItemLoss] = "bpr"  # bpr: the paper's pairwise loss, one uniform negative |
     # ce: full softmax over all items | bce | sampled
     n_negatives: int = 100  # for loss=sampled
     init_std: float = 0.1  # normal init of both tables (LightGCN's code uses std 0.1)

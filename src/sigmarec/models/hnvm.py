@@ -65,7 +65,7 @@ from sigmarec.models.base import ModelConfig, SequentialRecommender
 from sigmarec.models.layers.anneal import annealed_weight
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.gaussian import kl_diag_gaussians
-from sigmarec.models.layers.losses import bpr_loss, next_item_loss
+from sigmarec.models.layers.losses import NextItemLoss, bpr_loss, next_item_loss
 from sigmarec.models.layers.mlp import OneHotLinear, mlp2
 from sigmarec.models.layers.sessions import SessionView, normalise_starts, session_view
 
@@ -82,7 +82,7 @@ class HNVMConfig(ModelConfig):
     # length not given). Inference uses the prior, so while the weight is low the decoder learns to lean on the
     # posterior's view of the session's own future, which the prior cannot give at test time. synthetic-sessions,
     # 1000 users, 30 epochs (240 steps), test NDCG@10: .13 (2000 steps), .23 (500), .34 (200), .33 (0); GRU4Rec .28
-    loss: Literal["ce", "ce_chunked", "bce", "sampled", "sampled_logq", "bpr"] = "ce"  # ce (full softmax: a true likelihood, so the loss is an ELBO; the library's default) | bce | sampled
+    loss: Literal[NextItemLoss, "bpr"] = "ce"  # ce (full softmax: a true likelihood, so the loss is an ELBO; the library's default) | bce | sampled
     # | bpr (the paper's: -log sigmoid(pos - neg) with one uniform negative per target)
     n_negatives: int = 100  # for loss=sampled
     user_profile: Literal["auto", "id", "features"] = "auto"  # a^u: auto = user features when the data has usable ones, else one-hot id | id | features

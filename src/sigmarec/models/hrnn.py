@@ -67,7 +67,7 @@ from sigmarec.data.batching import Batch
 from sigmarec.models.base import ModelConfig, SequentialRecommender
 from sigmarec.models.layers.dropout import FastDropout
 from sigmarec.models.layers.init import init_weights
-from sigmarec.models.layers.losses import next_item_loss
+from sigmarec.models.layers.losses import NextItemLoss, next_item_loss
 from sigmarec.models.layers.sessions import SessionView, normalise_starts, session_view
 
 
@@ -77,7 +77,7 @@ class SessionGRU4RecConfig(ModelConfig):
     hidden_size: int = 64  # item embedding / output size: the library compares models of the same width
     gru_size: int = 100  # session GRU units: the paper's 100 (authors' scripts)
     dropout: float = 0.1  # on item inputs, session outputs, HRNN's user-GRU input: the authors' session dropout, HNVM's too
-    loss: Literal["ce", "ce_chunked", "bce", "sampled", "sampled_logq", "top1", "bpr"] = "ce"  # ce | ce_chunked | bce | sampled | sampled_logq | top1 | bpr; ce: full softmax, the library's default for every model
+    loss: Literal[NextItemLoss, "top1", "bpr"] = "ce"  # the library's next-item losses | top1 | bpr; ce: full softmax, the library's default for every model
     n_negatives: int = 100  # sampled: uniform negatives; top1/bpr: in-batch positions (authors' batches: 50); the library's 100
     init_std: float | None = None  # None: PyTorch defaults as GRU4Rec (0.02-style inits stall GRUs)
     cross_session_targets: bool = False  # False: train within-session transitions only, as the paper (see module doc)

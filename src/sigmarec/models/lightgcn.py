@@ -22,13 +22,14 @@ from torch import nn
 from sigmarec.data.batching import Batch
 from sigmarec.models.base import ModelConfig, SequentialRecommender
 from sigmarec.models.bprmf import PAIRWISE_TRAINING, pair_loss, user_vectors, window_pairs
+from sigmarec.models.layers.losses import NextItemLoss
 
 
 @dataclass
 class LightGCNConfig(ModelConfig):
     hidden_size: int = 64  # paper: 64
     n_layers: int = 3  # K propagation layers (paper: 3 in the main results)
-    loss: Literal["bpr", "ce", "ce_chunked", "bce", "sampled", "sampled_logq"] = "bpr"  # bpr: the paper's | ce: full softmax | bce | sampled
+    loss: Literal["bpr", NextItemLoss] = "bpr"  # bpr: the paper's | ce: full softmax | bce | sampled
     n_negatives: int = 100  # for loss=sampled
     init_std: float = 0.1  # normal init of the layer-0 embeddings (the authors' code: std 0.1)
     zero_allowed = ("n_layers",)  # 0 layers = matrix factorisation (a class attribute, not a setting)
