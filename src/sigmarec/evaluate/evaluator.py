@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterator
 
 import numpy as np
@@ -50,6 +51,17 @@ def opens_session(data: SequenceData, cases: EvalSet, rows: np.ndarray) -> np.nd
     return data.session_starts[cases.ends[rows]]
 
 
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """``model`` in evaluation mode inside the block (no dropout), its training mode restored after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def history_scores(model: SequentialRecommender, items: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int,
                    device: torch.device | str, session_starts: np.ndarray | None = None, users: np.ndarray | None = None,
@@ -83,15 +95,11 @@ def scored_batches(model: SequentialRecommender, data: SequenceData, cases: Eval
     """
     if max_scores is not None:
         batch_size = rows_per_batch(model, data.n_items, batch_size, max_scores)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for rows in case_batches(cases, max_len, batch_size):
             new = opens_session(data, cases, rows) if "new_session" in model.context else None
             yield rows, history_scores(model, data.items, cases.starts[rows], cases.ends[rows], max_len, device,
                                        data.session_starts, cases.users[rows], new, exclude_history)
-    finally:
-        model.train(was_training)
 
 
 def distinct_targets(data: SequenceData, cases: EvalSet, rows: np.ndarray) -> torch.Tensor:
@@ -139,27 +147,21 @@ def case_ranks(model: SequentialRecommender, data: SequenceData, cases: EvalSet,
         else:
             t = scores.gather(1, targets[:, None])[:, 0]
             ranks[rows] = sampled_ranks(t, scores.gather(1, negatives[torch.from_numpy(rows).to(device)])).cpu().numpy()
-    if multi:
-        width = max((r.shape[1] for _, r in multi_ranks), default=1)
-        ranks = np.full((len(cases), width), -1, dtype=np.int64)
-        for rows, r in multi_ranks:
-            ranks[rows, : r.shape[1]] = r
-    return ranks
+    return gathered_ranks(multi_ranks, len(cases)) if multi else ranks
 
 
 def gathered_ranks(pieces: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
-    """The ranks of all ``n`` cases from every rank's ``(rows, ranks)``; several targets per case (2-D ranks) are
-    padded with -1 to the widest piece."""
-    if all(r.ndim == 1 for _, r in pieces):
+    """The ranks of all ``n`` cases from pieces ``(rows, ranks)`` (batches, or the ranks of a process group); several
+    targets per case (2-D ranks) are padded with -1 to the widest piece."""
+    if pieces and all(r.ndim == 1 for _, r in pieces):
         out = np.zeros(n, dtype=np.int64)
         for rows, r in pieces:
             out[rows] = r
         return out
-    width = max(r.shape[1] for _, r in pieces if r.ndim == 2)
+    width = max((r.shape[1] for _, r in pieces), default=1)
     out = np.full((n, width), -1, dtype=np.int64)
     for rows, r in pieces:
-        if len(rows):
-            out[rows, : r.shape[1]] = r
+        out[rows, : r.shape[1]] = r
     return out
 
 
@@ -171,16 +173,12 @@ def _chunked_case_ranks(model: SequentialRecommender, data: SequenceData, cases:
                           "its own way (set eval.item_chunk=0, and eval.max_scores to bound memory)")
     if cases.target_ends is not None:
         raise ConfigError("eval.item_chunk works with one target per case; this protocol has several (set it to 0)")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for rows in case_batches(cases, max_len, cfg.batch_size):
             new = opens_session(data, cases, rows) if "new_session" in model.context else None
             ranks[rows] = chunked_ranks(model, data.items, cases.starts[rows], cases.ends[rows], cases.targets[rows], max_len,
                                         device, cfg.exclude_history, cfg.item_chunk,
                                         (data.session_starts, cases.users[rows], new), max(cfg.ks), coverage)
-    finally:
-        model.train(was_training)
     return ranks
 
 

@@ -28,7 +28,7 @@ from sigmarec.config import ConfigError
 from sigmarec.files import make_readable
 from sigmarec.data.protocols import EvalSet
 from sigmarec.data.sequences import SequenceData
-from sigmarec.evaluate.evaluator import input_batches
+from sigmarec.evaluate.evaluator import eval_mode, input_batches
 from sigmarec.models.layers.interests import interest_intensities
 from sigmarec.runs import load_run, write_json_atomic, write_text_atomic
 
@@ -108,9 +108,7 @@ def _item_names(side: pd.DataFrame | None, n_items: int) -> np.ndarray | None:
 def user_interests(model: torch.nn.Module, data: SequenceData, cases: EvalSet, max_len: int, device: torch.device,
                    batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Intensities ``[U, K]`` and number of hard interests ``[U]`` of each case's input, batched on ``device``."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         probs = model.item_category_probs().float()
         item_cat = probs.argmax(1)
         k = probs.shape[1]
@@ -127,8 +125,6 @@ def user_interests(model: torch.nn.Module, data: SequenceData, cases: EvalSet, m
             intensities[rows] = alpha.cpu().numpy()
             hard[rows] = seen.any(1).sum(1).cpu().numpy()
         return intensities, hard
-    finally:
-        model.train(was_training)
 
 
 def category_summaries(probs: np.ndarray, data: SequenceData, known: np.ndarray | None, top: int) -> list[dict[str, Any]]:
