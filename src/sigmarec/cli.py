@@ -9,7 +9,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from sigmarec.commands import _table, cmd_compare, cmd_demo, cmd_export, cmd_interests, cmd_recommend, cmd_serve
+from sigmarec.commands import cmd_compare, cmd_demo, cmd_export, cmd_interests, cmd_recommend, cmd_serve, metrics_table
 from sigmarec.config import ConfigError, DataConfig, SigmarecError, describe, parse_set, update_dataclass
 
 
@@ -97,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = Trainer(cfg, out, sources=sources, restart=args.restart, allow_data_change=args.allow_data_change).fit()
     if not group.main:
         return 0
-    print(json.dumps(metrics["test"], indent=2) if args.json else _table({cfg.model_name: metrics["test"]}, cfg.eval.ks,
+    print(json.dumps(metrics["test"], indent=2) if args.json else metrics_table({cfg.model_name: metrics["test"]}, cfg.eval.ks,
                                                                          protocol=cfg.protocol.name))
     return 0
 
@@ -109,7 +109,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = load_run(args.run_dir, args.checkpoint, args.device, args.allow_data_change)
     cases = run.split.valid if args.split == "valid" else run.split.test
     metrics = evaluate(run.model, run.data, cases, run.cfg.eval, run.cfg.data.max_len, run.device)
-    print(json.dumps(metrics, indent=2) if args.json else _table({f"{run.cfg.model_name} ({args.split})": metrics}, run.cfg.eval.ks,
+    print(json.dumps(metrics, indent=2) if args.json else metrics_table({f"{run.cfg.model_name} ({args.split})": metrics}, run.cfg.eval.ks,
                                                                   protocol=run.cfg.protocol.name))
     return 0
 

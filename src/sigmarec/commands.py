@@ -162,7 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         timing[model] = sum(l["train_seconds"] for l in lines) / len(lines)
     report = interest_report(root / "sigma")
     print(f"\nsynthetic data set, leave-one-out, full ranking (test split); runs in {root}\n")
-    print(_table(results, [10, 20], extra={"s/epoch": timing}))
+    print(metrics_table(results, [10, 20], extra={"s/epoch": timing}))
     if report.get("nmi"):
         n = report["nmi"]
         print(f"\nSIGMA's {report['n_interests']} learned categories vs the {n['known_categories']} planted ones: "
@@ -174,7 +174,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 SESSION_PROTOCOLS = ("session", "next_session")
 
 
-def _table(results: dict[str, dict[str, float]], ks: list[int], extra: dict[str, dict[str, float]] | None = None,
+def metrics_table(results: dict[str, dict[str, float]], ks: list[int], extra: dict[str, dict[str, float]] | None = None,
            protocol: str = "loo") -> str:
     """Metrics table; session protocols show the HNVM paper's Recall, MRR and Precision at K."""
     if protocol in SESSION_PROTOCOLS:
