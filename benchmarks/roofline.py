@@ -2,7 +2,7 @@
 full-softmax logits, against this machine's measured fp32 matmul rate and memory bandwidth, and the epoch as
 measured in the same process.
 
-    python benchmarks/roofline.py [--dataset beauty] [--threads 1] [--epochs 1] [--loss ce]
+    python benchmarks/roofline.py [--dataset beauty] [--threads 1] [--epochs 1] [--loss ce] [--no-reuse]
 
 Work model (per epoch, T training targets, N items, d width, P positions through the Transformer, l layers):
 logits 2TNd forward + 4TNd backward; the Transformer ~ 3 x l x P x (2 x 6d^2 + 4Ld) (projections, feed-forward,
@@ -52,6 +52,7 @@ def main() -> None:
     from sigmarec.data.batching import train_batches
     from sigmarec.data.catalog import load_dataset
     from sigmarec.data.protocols import make_split
+    from sigmarec.memory import reuse_freed_memory
     from sigmarec.runs import build_model, make_config
 
     p = argparse.ArgumentParser()
@@ -59,8 +60,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--loss", default="ce")
+    p.add_argument("--no-reuse", action="store_true", help="leave glibc's allocator as it is (train.reuse_freed_memory=false)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    reused = False if args.no_reuse else reuse_freed_memory()  # as the trainer does on CPU by default
     cfg = make_config("sasrec", {"data": {"dataset": args.dataset}, "model": {"loss": args.loss}})
     data = load_dataset(cfg.data)
     split = make_split(data, cfg.protocol, cfg.data.max_len)
@@ -91,6 +94,7 @@ def main() -> None:
     bound_compute = (flops_logits + flops_tf) / (rate * 1e9)
     bound_memory = bytes_logits / (bw * 1e9)
     row = {"date": time.strftime("%Y-%m-%d %H:%M"), "dataset": args.dataset, "loss": args.loss, "threads": args.threads,
+           "reuse_freed_memory": reused,
            "targets": T, "positions": P, "items": N, "median_batch_targets": m, "gflop_logits": round(flops_logits / 1e9, 1),
            "gflop_transformer": round(flops_tf / 1e9, 1), "gb_logits_traffic": round(bytes_logits / 1e9, 1),
            "matmul_gflops_fwd": round(rate_fwd, 1), "matmul_gflops_item_grad": round(rate_bwd, 1),

@@ -27,6 +27,7 @@ from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import make_split
 from sigmarec.data.sequences import DataError
 from sigmarec.evaluate.evaluator import evaluate
+from sigmarec.memory import reuse_freed_memory
 from sigmarec.runs import build_model, make_config
 from sigmarec.train.trainer import Trainer
 from sigmarec.data.batching import train_batches
@@ -98,6 +99,7 @@ def speed(args: argparse.Namespace) -> None:
     (so ratios between models compare like with like), and the process's peak memory so far (RSS)."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    reused = False if args.no_reuse else reuse_freed_memory()  # as the trainer does on CPU (train.reuse_freed_memory)
     session = time.strftime("%Y%m%d-%H%M%S")
     rows = []
     for name in args.models:
@@ -125,7 +127,7 @@ def speed(args: argparse.Namespace) -> None:
         row = {"model": name, "dataset": args.dataset, "bucket": not args.no_bucket, "session": session,
                "hidden_size": getattr(cfg.model, "hidden_size", None), "max_len": cfg.data.max_len,
                "sec_per_epoch": float(np.median(times)), "sec_full_eval_test": eval_s, "eval_users": len(split.test),
-               "peak_rss_mb_so_far": peak_mb, "train_targets": split.n_train_targets}
+               "peak_rss_mb_so_far": peak_mb, "train_targets": split.n_train_targets, "reuse_freed_memory": reused}
         if rows:
             row["ratio_to_first"] = {"model": rows[0]["model"], "train": row["sec_per_epoch"] / rows[0]["sec_per_epoch"],
                                      "eval": eval_s / rows[0]["sec_full_eval_test"]}
@@ -193,6 +195,7 @@ def main() -> None:
     s.add_argument("--dataset", default="beauty")
     s.add_argument("--epochs", type=int, default=3)
     s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--no-reuse", action="store_true", help="leave glibc's allocator as it is (train.reuse_freed_memory=false)")
     s.add_argument("--no-bucket", action="store_true")
     s.set_defaults(func=speed)
     d = sub.add_parser("prior", help="SIGMA's mixture prior on trained runs: KL terms, shuffled/uniform controls, gradient cosines")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sigmarec
 
-LAYERS = ["files", "parallel", "config", "data", "models", "runs", "evaluate", "train", "serve", "commands", "cli"]
+LAYERS = ["files", "parallel", "memory", "config", "data", "models", "runs", "evaluate", "train", "serve", "commands", "cli"]
 ROOT = Path(sigmarec.__file__).resolve().parent
 
 

@@ -28,6 +28,7 @@ from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import Split, make_split
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import evaluate
+from sigmarec.memory import reuse_freed_memory
 from sigmarec.models.registry import get_model_class
 from sigmarec.parallel import Distributed
 from sigmarec.train.distributed import shard, wrap_ddp
@@ -42,7 +43,7 @@ LOG_EVERY = 50  # steps between reading the summed losses back from the device (
 # Settings a resumed run may change: the budget and where/how it runs, never what is learned
 # (``eval_every`` only decides when validation runs; every epoch reseeds, so training is unchanged).
 _IMPORTED = time.time()  # about when this process started working (its own CPU use is not another job's)
-RESUMABLE_CHANGES = ("epochs", "patience", "eval_every", "progress", "num_threads", "device")
+RESUMABLE_CHANGES = ("epochs", "patience", "eval_every", "progress", "num_threads", "device", "reuse_freed_memory")
 
 
 def _without_budget(cfg: dict) -> dict:
@@ -129,6 +130,8 @@ class Trainer:
         check_metric_name(cfg.train.valid_metric, cfg.eval.ks, cfg.eval.sampled_negatives > 0)
         if self.device.type == "cpu" or cfg.train.num_threads:  # the free cores shared by the ranks on this machine
             torch.set_num_threads(cfg.train.num_threads or max(1, free_cores() // self.group.world))
+        if self.device.type == "cpu" and cfg.train.reuse_freed_memory:
+            reuse_freed_memory()  # the step's logits are not page-faulted in afresh each step (sigmarec/memory.py)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, self.data, self.split).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg.train)
