@@ -103,6 +103,8 @@ def test_kcore_fixpoint_property(pairs, uk, ik):
         assert np.bincount(ku)[np.unique(ku)].min() >= uk
         assert np.bincount(ki)[np.unique(ki)].min() >= ik
     np.testing.assert_array_equal(keep, naive_kcore(users.tolist(), items.tolist(), uk, ik))  # maximal
+    # given as codes with their counts (the preprocessing's path: no second factorisation), the same mask
+    np.testing.assert_array_equal(kcore(users.astype(np.int32), items.astype(np.int32), uk, ik, 8, 8), keep)
 
 
 def test_kcore_cascade_needs_several_iterations():

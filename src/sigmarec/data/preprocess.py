@@ -46,18 +46,22 @@ class PreprocessConfig:
                    session_gap=cfg.session_gap, min_session_len=cfg.min_session_len, min_sessions=cfg.min_sessions)
 
 
-def kcore(users: np.ndarray, items: np.ndarray, user_core: int, item_core: int) -> np.ndarray:
-    """Boolean keep-mask of the iterative k-core: every kept user/item has >= core kept interactions."""
+def kcore(users: np.ndarray, items: np.ndarray, user_core: int, item_core: int,
+          n_users: int | None = None, n_items: int | None = None) -> np.ndarray:
+    """Boolean keep-mask of the iterative k-core: every kept user/item has >= core kept interactions. ``users`` and
+    ``items`` are any ids; given ``n_users`` / ``n_items`` they are already codes in ``[0, n)`` and are counted as
+    they are (no hash table over every row: at 50M rows that table was the preprocessing's largest temporary)."""
     users, items = np.asarray(users), np.asarray(items)
     if users.shape != items.shape or users.ndim != 1:
         raise DataError(f"kcore: users and items must be 1-d arrays of equal length, got {users.shape} and {items.shape}")
     keep = np.ones(len(users), dtype=bool)
     if user_core <= 1 and item_core <= 1:
         return keep  # every present user/item already has >= 1 interaction
-    u = pd.factorize(users)[0]
-    i = pd.factorize(items)[0]
-    n_users, n_items = int(u.max(initial=-1)) + 1, int(i.max(initial=-1)) + 1
-    rows = np.arange(len(users))
+    u = users if n_users is not None else pd.factorize(users)[0]
+    i = items if n_items is not None else pd.factorize(items)[0]
+    n_users = n_users if n_users is not None else int(u.max(initial=-1)) + 1
+    n_items = n_items if n_items is not None else int(i.max(initial=-1)) + 1
+    rows = np.arange(len(users), dtype=index_dtype(len(users)))
     while len(rows):
         uu, ii = u[rows], i[rows]
         ok = (np.bincount(uu, minlength=n_users)[uu] >= user_core) & (np.bincount(ii, minlength=n_items)[ii] >= item_core)
@@ -93,12 +97,19 @@ def duplicated(keys: np.ndarray, keep: str) -> np.ndarray:
     return out
 
 
+def index_dtype(n: int) -> type:
+    """int32 for row numbers and codes below 2^31 (half the memory of int64 over a 50M-row log), else int64."""
+    return np.int32 if n < 2**31 else np.int64
+
+
 def _factorize(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Codes in order of first appearance and the ids they stand for. A categorical column (the streaming reader's,
     categories already in that order) gives its codes as they are: no string per row is built."""
     if isinstance(col.dtype, pd.CategoricalDtype):
-        return col.cat.codes.to_numpy().astype(np.int64), np.asarray(col.cat.categories, dtype=object)
-    return pd.factorize(col.astype(str), sort=False)
+        codes, uniques = col.cat.codes.to_numpy(), np.asarray(col.cat.categories, dtype=object)
+    else:
+        codes, uniques = pd.factorize(col.astype(str), sort=False)
+    return codes.astype(index_dtype(len(uniques)), copy=False), uniques
 
 
 def preprocess(raw: RawData, cfg: PreprocessConfig, name: str = "data") -> SequenceData:
@@ -113,7 +124,7 @@ def preprocess(raw: RawData, cfg: PreprocessConfig, name: str = "data") -> Seque
     ucode, user_uniques = _factorize(df["user"])
     icode, item_uniques = _factorize(df["item"])
     timestamps = df["timestamp"].to_numpy(dtype=np.float64, na_value=np.nan)
-    rows = np.arange(n_total)
+    rows = np.arange(n_total, dtype=index_dtype(n_total))
 
     # 1. rating threshold
     if cfg.min_rating is not None:
@@ -134,7 +145,7 @@ def preprocess(raw: RawData, cfg: PreprocessConfig, name: str = "data") -> Seque
 
     # 4. iterative k-core
     if cfg.user_core > 1 or cfg.item_core > 1:
-        rows = rows[kcore(ucode[rows], icode[rows], cfg.user_core, cfg.item_core)]
+        rows = rows[kcore(ucode[rows], icode[rows], cfg.user_core, cfg.item_core, len(user_uniques), len(item_uniques))]
 
     # 5. sessions: split at idle gaps, then the optional session filters (they may undo the k-core)
     has_time = bool(len(rows)) and not np.isnan(timestamps[rows]).all()
