@@ -4,6 +4,7 @@ replaces for large files, and of pandas reading the same file and numbering its 
 each peak RSS is its own.
 
     python benchmarks/biglog.py [--rows 50000000] [--users 1000000] [--items 200000] [--file /tmp/biglog.csv]
+                                [--readers sigmarec sigmarec-inmemory pandas]
 
 The file is generated once (user, item, timestamp; Zipf-like item popularity) and reused. Rows are printed as JSON
 and appended to benchmarks/results/biglog.jsonl.
@@ -78,6 +79,8 @@ def main() -> None:
     p.add_argument("--users", type=int, default=1_000_000)
     p.add_argument("--items", type=int, default=200_000)
     p.add_argument("--file", default="/tmp/biglog.csv")
+    p.add_argument("--readers", nargs="+", default=["sigmarec", "sigmarec-inmemory", "pandas"],
+                   choices=["sigmarec", "sigmarec-inmemory", "pandas"])
     p.add_argument("--stage", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.stage:
@@ -88,7 +91,7 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(path, args.rows, args.users, args.items)
         print(f"generated {path} ({path.stat().st_size / 2**30:.2f} GB) in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    for kind in ("sigmarec", "sigmarec-inmemory", "pandas"):
+    for kind in args.readers:
         proc = subprocess.run([sys.executable, __file__, "--stage", kind, "--file", str(path)], capture_output=True, text=True)
         row = {"date": time.strftime("%Y-%m-%d %H:%M"), "file": str(path), "bytes": path.stat().st_size, "reader": kind}
         row.update(json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else
