@@ -139,6 +139,23 @@ def test_a_run_without_its_trainer_state_is_not_silently_restarted(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_restart_trains_a_finished_run_again_from_scratch(tmp_path):
+    """Without --restart a finished run resumes (nothing to do); with it, the run starts over: epoch 1 is trained
+    again, not skipped, and the old results are gone."""
+    import json
+
+    run_cli(*_tiny_train_args(tmp_path, 2))
+    log = tmp_path / "run" / "epochs.jsonl"
+    first = [json.loads(line) for line in log.read_text().splitlines()]
+    log.write_text("".join(json.dumps({**r, "loss": -1.0}) + "\n" for r in first))  # marks the old epochs
+    run_cli(*_tiny_train_args(tmp_path, 2))  # resumes a finished run: the marked log stays
+    assert [json.loads(line)["loss"] for line in log.read_text().splitlines()] == [-1.0, -1.0]
+    proc = run_cli(*_tiny_train_args(tmp_path, 2), "--restart", check=False)
+    assert proc.returncode == 0 and "starting over" in proc.stderr, proc.stderr
+    again = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["epoch"] for r in again] == [1, 2] and all(r["loss"] > 0 for r in again)
+
+
 def test_a_run_refuses_data_that_changed_after_training(tmp_path):
     """Shuffling the item column of the training file must not silently change evaluate's metrics."""
     import numpy as np

@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory (default: runs/MODEL-DATASET-TIME)")
     t.add_argument("--json", action="store_true", help="print test metrics as JSON")
     t.add_argument("--restart", action="store_true",
-                   help="train from scratch when --out holds results but no readable last checkpoint (otherwise refused)")
+                   help="train from scratch, discarding the epochs, checkpoints and metrics --out holds (without it a run "
+                        "resumes from its last checkpoint, and one without a readable checkpoint is refused)")
     t.add_argument("--show-config", action="store_true",
                    help="print the resolved configuration, each non-default value marked with the layer that set it "
                         "(model training defaults, data set, preset, --config, --set), and exit")

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -120,7 +121,7 @@ class Trainer:
                  restart: bool = False, allow_data_change: bool = False) -> None:
         self.cfg = cfg
         self.allow_data_change = allow_data_change  # resume on data that differs from what the run was trained on
-        self.restart = restart  # train from scratch even if the run directory holds results but no readable last checkpoint
+        self.restart = restart  # train from scratch whatever the run directory holds (its results are discarded)
         self.sources = sources or {}  # the layer that set each key (``runs.make_config``), noted in config.yaml
         self.run_dir = Path(run_dir)
         self.device = resolve_device(cfg.train.device)  # before reading data: a missing device fails fast
@@ -191,9 +192,6 @@ class Trainer:
                 log.warning("%s; resuming from checkpoints/best (epoch %d) instead: the epochs after it are trained again",
                             damage, state["epoch"])
                 return state
-        if self.restart:
-            log.warning("%s; starting over (--restart)", damage)
-            return None
         raise RunError(f"{damage}; no intact checkpoint to resume from: pass --restart (Trainer(restart=True)) to start "
                        "over, or use another --out")
 
@@ -202,6 +200,14 @@ class Trainer:
         a best checkpoint. Logged epochs alone (a kill before the first checkpoint was in place) cannot be resumed
         from and are not results: those runs start over, with a warning."""
         return (self.run_dir / "metrics.json").exists() or find_checkpoint(self.run_dir / "checkpoints" / "best") is not None
+
+    def _discard_results(self) -> None:
+        """What a restart replaces: the metrics file first (so a crash mid-way never pairs old metrics with new
+        epochs), then the checkpoints and the epoch log."""
+        (self.run_dir / "metrics.json").unlink(missing_ok=True)
+        for kind in ("last", "best", "last.old", "best.old"):
+            shutil.rmtree(self.run_dir / "checkpoints" / kind, ignore_errors=True)
+        self._truncate_log(0)
 
     def _log_epoch(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / "epochs.jsonl", "a") as f:
@@ -302,7 +308,7 @@ class Trainer:
         main = self.group.main
         ckpt_dir = self.run_dir / "checkpoints"
         state = {"epoch": 0, "best_epoch": 0, "best_value": -math.inf, "bad_epochs": 0, "finished": False}
-        resumed = self._resume_state(ckpt_dir)
+        resumed = None if self.restart else self._resume_state(ckpt_dir)
         if resumed is not None:
             if not tc.num_threads and resumed.get("num_threads") and self.device.type == "cpu":
                 torch.set_num_threads(resumed["num_threads"])  # the automatic choice of the first start: same sums
@@ -312,14 +318,14 @@ class Trainer:
                 self._truncate_log(state["epoch"])
             log.info("resumed %s from epoch %d (best %s=%.4f at epoch %d)", self.run_dir, state["epoch"], tc.valid_metric,
                      state["best_value"], state["best_epoch"])
-        elif self._holds_training():
+        elif self._holds_training() or (self.restart and (self.run_dir / "epochs.jsonl").exists()):
             if not self.restart:
                 raise RunError(f"{self.run_dir} holds a trained or partly trained run but no readable checkpoints/last; "
                                "training again would overwrite it: pass --restart (Trainer(restart=True)) to start over, "
                                "or use another --out")
-            log.warning("%s: no readable last checkpoint; starting over (--restart)", self.run_dir)
+            log.warning("%s: starting over (--restart): its earlier epochs, checkpoints and metrics are discarded", self.run_dir)
             if main:
-                self._truncate_log(0)
+                self._discard_results()
         elif main and (self.run_dir / "epochs.jsonl").exists():
             if (self.run_dir / "epochs.jsonl").read_text().strip():
                 log.warning("%s: logged epochs but no checkpoint (interrupted before the first was saved); starting over",
