@@ -127,6 +127,18 @@ $PY -m sigmarec.cli compare --dataset office --models sigma sasrec contrastvae b
 $PY -m sigmarec.cli compare --dataset beauty --models sigma sasrec contrastvae bert4rec svae acvae dt4sr mind comirec_sa bprmf lightgcn \
   --seeds 1 2 3 --jobs 2 --threads 1 --out runs/table1-beauty
 $PY benchmarks/run.py speed --dataset office --models sasrec bert4rec svae acvae contrastvae dt4sr bprmf lightgcn --epochs 3 --threads 1
+for lr in 0.005 0.01; do  # BPR-MF's learning rate, on validation (default 0.001)
+  $PY -m sigmarec.cli train bprmf --dataset office --threads 1 --set train.seed=1 --set train.lr=$lr --out runs/i18/bprmf-office-lr${lr#0.}-s1
+done
+cp -r runs/table1-office/bert4rec-s1 runs/i18/bert4rec-office-p200-s1  # BERT4Rec seed 1 continued with patience 200
+$PY -m sigmarec.cli train bert4rec --dataset office --threads 1 --set train.seed=1 --set train.patience=200 --out runs/i18/bert4rec-office-p200-s1
+# issue 20: the page-fault part of the roofline, the 50M-row preprocessing, torch.compile on CPU, RecBole side by side
+for f in --no-reuse ""; do $PY benchmarks/roofline.py --dataset beauty --epochs 1 --threads 1 $f; done
+$PY benchmarks/biglog.py --file /tmp/biglog.csv --readers sigmarec
+for c in false true; do
+  $PY -m sigmarec.cli train sasrec --dataset office --threads 1 --set train.epochs=3 --set train.compile=$c --out /tmp/cmp/sasrec-compile-$c --restart
+done
+bash benchmarks/peers/setup.sh && $PY benchmarks/peers/compare.py
 # issue 19: serving on Beauty (exact and FAISS), loopback load test on an idle machine
 for m in sasrec sigma; do
   $PY -m sigmarec.cli export runs/bench/$m-beauty-ce-i15-s1 --out runs/export/$m-beauty --index hnsw
