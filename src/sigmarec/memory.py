@@ -3,12 +3,12 @@ the operating system after every step. Imports nothing of sigmarec, so every lay
 
 Why: glibc serves each allocation above its mmap threshold (32 MB at most) with a fresh ``mmap`` and unmaps it on
 free, so every training step page-faults its large tensors in again: the [targets x items] logits, their softmax
-and their gradient (72 MB each for SASRec on Beauty). Measured on SASRec / Beauty, one thread, 20 steps: 40.3 s an
-epoch as glibc does it, 24.0 s with mmap off for the heap (``benchmarks/roofline.py --no-reuse`` against the default;
-BENCHMARKS.md, "Roofline"). The cost is resident memory that stays at the process's peak (0.67 GB -> 1.22 GB there).
-A freed block serves later requests that fit in it; one of exactly its size does not (posix_memalign pads the
-request), as glibc already behaves for tensors under 32 MB, so the heap holds some holes: over 40 and 80 Beauty
-steps the peak was 1.42 and 1.36 GB, bounded, not growing with steps.
+and their gradient (72 MB each for SASRec on Beauty). Measured on SASRec / Beauty, one thread: 36.5 s an epoch as
+glibc does it, 21.9 s with mmap off for the heap (``benchmarks/roofline.py [--no-reuse]``; BENCHMARKS.md,
+"Roofline"). The cost is resident memory that stays at the process's peak (0.79 GB -> 1.41 GB over 3 epochs and an
+evaluation there). A freed block serves later requests that fit in it; one of exactly its size does not
+(posix_memalign pads the request), as glibc already behaves for tensors under 32 MB, so the heap holds some holes:
+the peak after 1 epoch (1.46 GB) was no lower than after 3, bounded, not growing with steps.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ def reuse_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None)
-        mallopt, gnu_version = libc.mallopt, libc.gnu_get_libc_version  # the second exists in glibc only
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    del gnu_version
+    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):  # glibc only
+        return False
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_BYTES))
