@@ -71,7 +71,7 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
         errno = getattr(exc, "errno", None)
         raise OSError(errno, f"cannot write checkpoint {directory} ({getattr(exc, 'strerror', None) or exc}); "
                       "the previous one is intact and the run resumes from it") from exc
-    old = directory.with_name(directory.name + ".old")
+    old = previous_copy(directory)
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)
@@ -114,13 +114,24 @@ def verify_checkpoint(directory: Path) -> dict[str, Any]:
     return meta
 
 
+def previous_copy(directory: Path) -> Path:
+    """Where ``save_checkpoint`` keeps the checkpoint it replaces until the new one is in place (``NAME.old``)."""
+    return directory.with_name(directory.name + ".old")
+
+
+def remove_checkpoint(directory: Path) -> None:
+    """Delete the checkpoint at ``directory`` and its previous copy, where either exists."""
+    for path in (directory, previous_copy(directory)):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def find_checkpoint(directory: Path) -> Path | None:
     """The checkpoint at ``directory``, or its previous copy (``NAME.old``, left when a crash hit between the two
     renames of ``save_checkpoint``), preferring one whose checksums hold; None when neither exists. Checksums are
     read here only when there is a choice to make; a single checkpoint is returned as is, and loading it checks
     it (a corrupt one raises the error that names the file)."""
     directory = Path(directory)
-    found = [c for c in (directory, directory.with_name(directory.name + ".old")) if (c / "state.json").exists()]
+    found = [c for c in (directory, previous_copy(directory)) if (c / "state.json").exists()]
     if len(found) < 2:
         return found[0] if found else None
     for cand in found:

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,8 @@ from sigmarec.models.registry import get_model_class
 from sigmarec.parallel import Distributed
 from sigmarec.train.distributed import shard, wrap_ddp
 from sigmarec.train.report import TensorBoard, end_summary, start_summary, write_curves
-from sigmarec.runs import (RunLock, build_model, check_data_pin, find_checkpoint, load_checkpoint, read_state, remove_stale_temporaries, resolve_device, save_data_snapshot,
+from sigmarec.runs import (RunLock, build_model, check_data_pin, find_checkpoint, load_checkpoint, read_state, remove_checkpoint,
+                           remove_stale_temporaries, resolve_device, save_data_snapshot,
                            save_checkpoint, write_json_atomic, write_text_atomic)
 
 log = logging.getLogger("sigmarec")
@@ -205,8 +205,8 @@ class Trainer:
         """What a restart replaces: the metrics file first (so a crash mid-way never pairs old metrics with new
         epochs), then the checkpoints and the epoch log."""
         (self.run_dir / "metrics.json").unlink(missing_ok=True)
-        for kind in ("last", "best", "last.old", "best.old"):
-            shutil.rmtree(self.run_dir / "checkpoints" / kind, ignore_errors=True)
+        for kind in ("last", "best"):
+            remove_checkpoint(self.run_dir / "checkpoints" / kind)
         self._truncate_log(0)
 
     def _log_epoch(self, record: dict[str, Any]) -> None:
