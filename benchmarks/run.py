@@ -81,7 +81,7 @@ def accuracy(args: argparse.Namespace) -> None:
         lines = [json.loads(l) for l in (out / "epochs.jsonl").read_text().splitlines()]
         train_s = [l["train_seconds"] for l in lines]
         record("accuracy", {"model": args.model, "dataset": args.dataset, "loss": args.loss, "tag": args.tag, "seed": seed,
-                            "set": args.set or [], "test": metrics["test"], "valid": metrics["valid"],
+                            "set": args.set or [], "test": metrics["test"], "valid": metrics.get("valid"),
                             "best_epoch": metrics["best_epoch"], "epochs": metrics["epochs"],
                             "sec_per_epoch": float(np.mean(train_s)),
                             # robust to epochs that spanned a pause (SIGSTOP) or a session's end

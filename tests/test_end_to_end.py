@@ -200,3 +200,31 @@ def test_readme_names_every_field_a_resume_may_change():
     paragraph = readme.read_text().split("A resume may change only", 1)[1].split(";", 1)[0]
     named = {name.split(".")[-1] for name in re.findall(r"`([\w.]+)`", paragraph)}
     assert named == set(RESUMABLE_CHANGES)
+
+
+def test_refit_trains_the_validation_targets_for_the_best_epoch_count(tmp_path, tiny_overrides, one_thread, capsys):
+    from sigmarec.cli import main
+    from sigmarec.config import ConfigError, RunError
+    from sigmarec.runs import load_run
+
+    tiny_overrides["train"]["epochs"] = 3
+    tiny_overrides["model"] = {"hidden_size": 16}
+    first = Trainer(make_config("bprmf", tiny_overrides), tmp_path / "bpr").fit()
+    with pytest.raises(ConfigError, match="trained 'bprmf', not 'sasrec'"):
+        make_config("sasrec", refit_of=tmp_path / "bpr")
+    (tmp_path / "half").mkdir()
+    with pytest.raises(RunError, match="not a finished run"):
+        make_config("bprmf", refit_of=tmp_path / "half")
+
+    assert main(["train", "bprmf", "--refit", str(tmp_path / "bpr"), "--threads", "1"]) == 0
+    out = tmp_path / "bpr-refit"
+    cfg = load_run(out).cfg
+    assert cfg.protocol.train_on_valid and cfg.train.epochs == first["best_epoch"]
+    assert cfg.data == make_config("bprmf", tiny_overrides).data and cfg.model == make_config("bprmf", tiny_overrides).model
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "valid" not in metrics and metrics["epochs"] == metrics["best_epoch"] == first["best_epoch"]
+    records = [json.loads(l) for l in (out / "epochs.jsonl").read_text().splitlines()]
+    assert len(records) == first["best_epoch"] and not any("valid" in r for r in records)  # nothing held out to validate
+    assert (out / "checkpoints" / "best").exists()  # the last epoch is the selected model, for every reader
+    with pytest.raises(ConfigError, match="already a refit"):
+        make_config("bprmf", refit_of=out)

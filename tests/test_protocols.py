@@ -125,3 +125,33 @@ def test_comirec_user_split_rejects_bad_settings(field, value):
     data = make_data([5] * 20)
     with pytest.raises(ValueError, match=field):
         comirec_user_split(data, ProtocolConfig(name="comirec", **{field: value}), max_len=8)
+
+
+@pytest.mark.parametrize("name", ["loo", "comirec"])
+@pytest.mark.parametrize("max_len", [3, 50])
+def test_train_on_valid_trains_each_validation_case_and_never_a_test_target(name, max_len):
+    from sigmarec.data.protocols import make_split
+
+    data = make_data([5, 3, 2, 10, 7, 4, 6, 9, 3, 8], seed=1)
+    plain = make_split(data, ProtocolConfig(name=name), max_len)
+    refit = make_split(data, ProtocolConfig(name=name, train_on_valid=True), max_len)
+
+    def positions(split):  # every (user, position) a training window predicts
+        return {(u, p) for u, s, e in zip(split.train_users, split.train_starts, split.train_ends) for p in range(s + 1, e)}
+
+    before, after = positions(plain), positions(refit)
+    v = plain.valid
+    valid_targets = {(u, p) for u, e, te in zip(v.users, v.ends, v.target_ends if v.target_ends is not None else v.ends + 1)
+                     for p in range(e, te)}
+    assert valid_targets and not valid_targets & before  # held out before...
+    whole = {(u, p) for u, s, te in zip(v.users, v.starts, v.target_ends if v.target_ends is not None else v.ends + 1)
+             for p in range(s + 1, te)}  # a validation case's whole range (a held-out comirec user's history too)
+    assert after == before | whole  # ...trained after, and nothing else
+    t = plain.test
+    test_targets = {(u, p) for u, e, te in zip(t.users, t.ends, t.target_ends if t.target_ends is not None else t.ends + 1)
+                    for p in range(e, te)}
+    assert not test_targets & after
+    assert np.all(refit.train_ends - refit.train_starts <= max_len + 1)
+    users, items = refit.train_interactions()  # an id model's graph gains the validation pairs
+    pairs = set(zip(users.tolist(), items.tolist()))
+    assert {(u, int(data.items[p])) for u, p in valid_targets} <= pairs

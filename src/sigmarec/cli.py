@@ -80,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.protocol:
         overrides.setdefault("protocol", {})["name"] = args.protocol
     sources: dict[str, str] = {}
-    cfg = make_config(args.model, overrides, args.config, preset=args.preset, sources=sources)
+    cfg = make_config(args.model, overrides, args.config, preset=args.preset, sources=sources, refit_of=args.refit)
     if args.show_config:
         print(describe(cfg, sources), end="")
         return 0
@@ -91,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("a multi-process run needs --out (each process would otherwise name its own directory)")
     if not group.main:
         logging.getLogger("sigmarec").setLevel(logging.WARNING)  # rank 0 reports
-    out = Path(args.out) if args.out else default_run_dir(cfg)
+    out = Path(args.out) if args.out else Path(f"{Path(args.refit)}-refit") if args.refit else default_run_dir(cfg)
     if group.main:
         print(f"run directory: {out}" + (f" ({group.world} processes)" if group.active else ""), file=sys.stderr)
     metrics = Trainer(cfg, out, sources=sources, restart=args.restart, allow_data_change=args.allow_data_change).fit()
@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--show-config", action="store_true",
                    help="print the resolved configuration, each non-default value marked with the layer that set it "
                         "(model training defaults, data set, preset, --config, --set), and exit")
+    t.add_argument("--refit", metavar="RUN_DIR", help="retrain that finished run's configuration from scratch with "
+                   "its validation targets as training data, for its best epoch count (protocol.train_on_valid; default "
+                   "--out RUN_DIR-refit): the final model of the leave-one-out protocol, tested on the test case alone")
     t.add_argument("--nproc", type=int, metavar="N", help="train in N processes on this machine (data-parallel, "
                    "DistributedDataParallel: gloo on CPU, NCCL on CUDA; the global batch stays train.batch_size): "
                    "the same as torchrun --nproc-per-node N -m sigmarec train ...")

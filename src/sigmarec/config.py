@@ -162,6 +162,10 @@ class ProtocolConfig:
     user_split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     history_fraction: float = 0.8
     split_seed: int = 0
+    # the final refit: the validation targets join the training data (each validation case's whole range, so a user
+    # or session model and an id model alike learn the item before the test one). Nothing is then held out to select
+    # on, so training runs train.epochs (set it to the best epoch of a run without this) and keeps the last epoch.
+    train_on_valid: bool = False
 
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "protocol": ProtocolConfig}

@@ -203,9 +203,24 @@ PROTOCOLS: dict[str, Callable[[SequenceData, ProtocolConfig, int], Split]] = {
 }
 
 
+def with_validation_trained(split: Split, train_windows: str, max_len: int) -> Split:
+    """The split with every validation case's whole range (its input and its targets: up to the item before the
+    test case in leave-one-out, the validation session in next_session, a held-out user's sequence in comirec) as
+    training windows in place of that user's own; the test cases are unchanged and never trained on."""
+    v = split.valid
+    ends = v.ends + 1 if v.target_ends is None else v.target_ends
+    keep = ~np.isin(split.train_users, v.users)
+    vu, vs, ve = make_windows(v.users, v.starts, ends, max_len, train_windows)
+    order = np.lexsort((np.concatenate([split.train_ends[keep], ve]), np.concatenate([split.train_users[keep], vu])))
+    users = np.concatenate([split.train_users[keep], vu])[order]
+    starts = np.concatenate([split.train_starts[keep], vs])[order]
+    return Split(split.data, users, starts, np.concatenate([split.train_ends[keep], ve])[order], split.valid, split.test)
+
+
 def make_split(data: SequenceData, cfg: ProtocolConfig, max_len: int) -> Split:
     try:
         fn = PROTOCOLS[cfg.name]
     except KeyError:
         raise ValueError(f"unknown protocol {cfg.name!r}; available: {', '.join(PROTOCOLS)}") from None
-    return fn(data, cfg, max_len)
+    split = fn(data, cfg, max_len)
+    return with_validation_trained(split, cfg.train_windows, max_len) if cfg.train_on_valid else split

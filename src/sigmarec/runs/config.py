@@ -8,6 +8,7 @@ merges them; what it returns is exactly what is written to ``config.yaml`` and w
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from sigmarec.config import ConfigError, MissingFileError, RunConfig, build_config, describe, load_yaml, resolve
+from sigmarec.config import ConfigError, MissingFileError, RunConfig, RunError, build_config, describe, load_yaml, resolve
 from sigmarec.data.catalog import CATALOG, dataset_defaults
 from sigmarec.models.registry import get_model_class
 
@@ -45,10 +46,18 @@ def find_preset(model: str, dataset: str, preset: str | None = "auto") -> Path |
 
 
 def config_layers(model: str, overrides: dict[str, Any] | None = None, config_file: str | Path | None = None,
-                  preset: str | None = "auto") -> list[tuple[str, dict[str, Any]]]:
-    """The named layers ``make_config`` resolves, lowest precedence first (see the module docstring)."""
+                  preset: str | None = "auto", refit_of: str | Path | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The named layers ``make_config`` resolves, lowest precedence first (see the module docstring). ``refit_of``:
+    a finished run whose ``config.yaml`` is the config file, under a ``--refit`` layer (``refit_plan``)."""
     cls = get_model_class(model)
+    refit: list[tuple[str, dict[str, Any]]] = []
+    if refit_of is not None:
+        if config_file:
+            raise ConfigError("--refit takes its configuration from the run it names; drop --config")
+        config_file, values = refit_plan(refit_of, model)
+        refit.append((f"--refit {refit_of}", values))
     user = [(f"config file {config_file}", load_yaml(config_file))] if config_file else []
+    user += refit
     user.append(("--set", dict(overrides or {})))
     dataset = DEFAULT_DATASET
     for _, values in user:
@@ -71,9 +80,10 @@ def config_layers(model: str, overrides: dict[str, Any] | None = None, config_fi
 
 
 def make_config(model: str, overrides: dict[str, Any] | None = None, config_file: str | Path | None = None,
-                preset: str | None = "auto", sources: dict[str, str] | None = None) -> RunConfig:
+                preset: str | None = "auto", sources: dict[str, str] | None = None,
+                refit_of: str | Path | None = None) -> RunConfig:
     """Resolve the layers of ``config_layers``; ``sources``, if given, is filled with the layer that set each key."""
-    layers = config_layers(model, overrides, config_file, preset)
+    layers = config_layers(model, overrides, config_file, preset, refit_of)
     cfg, found = resolve(model.lower(), get_model_class(model).config_class, layers)
     for name, _ in layers:
         if name.startswith("preset "):
@@ -111,3 +121,25 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     if not name:
         raise ConfigError(f"{path}: missing model_name")
     return build_config(name, get_model_class(name).config_class, values)
+
+
+def refit_plan(run_dir: str | Path, model: str) -> tuple[Path, dict[str, Any]]:
+    """``(config file, overrides)`` that retrain a finished run from scratch with its validation targets as training
+    data (``protocol.train_on_valid``) for the epoch count validation chose for it (its best epoch): the protocol's
+    final refit, after which the test case is the only one held out."""
+    run_dir = Path(run_dir)
+    cfg_path, metrics_path = run_dir / "config.yaml", run_dir / "metrics.json"
+    if not cfg_path.exists() or not metrics_path.exists():
+        raise RunError(f"--refit {run_dir}: not a finished run (it needs config.yaml and metrics.json; train it to the end first)")
+    stored = load_yaml(cfg_path)
+    if str(stored.get("model_name", "")).lower() != model.lower():
+        raise ConfigError(f"--refit {run_dir}: that run trained {stored.get('model_name')!r}, not {model!r}")
+    if (stored.get("protocol") or {}).get("train_on_valid"):
+        raise ConfigError(f"--refit {run_dir}: that run is already a refit (protocol.train_on_valid is true)")
+    try:
+        best = int(json.loads(metrics_path.read_text())["best_epoch"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunError(f"{metrics_path}: no readable best_epoch ({type(exc).__name__}: {exc})") from None
+    if best < 1:
+        raise RunError(f"{metrics_path}: best_epoch is {best}; a refit needs a run that validated at least once")
+    return cfg_path, {"protocol": {"train_on_valid": True}, "train": {"epochs": best}}

@@ -27,9 +27,12 @@ def start_summary(cfg: Any, model: torch.nn.Module, data: Any, split: Any, devic
             f"thread(s){procs}; up to {cfg.train.epochs} epochs, patience {cfg.train.patience}")
 
 
-def end_summary(state: dict[str, Any], tc: Any, restored: bool) -> str:
+def end_summary(state: dict[str, Any], tc: Any, restored: bool, held_out: bool = True) -> str:
     """Why training ended and what that means for the result."""
     epoch, best = state["epoch"], state["best_epoch"]
+    if not held_out:
+        return (f"trained the fixed budget of {epoch} epochs with the validation targets as training data "
+                "(protocol.train_on_valid): nothing held out to select on, so the last epoch is the model")
     if state["bad_epochs"] >= tc.patience:
         why = f"stopped early at epoch {epoch}: no better validation {tc.valid_metric} for {tc.patience} validations"
     else:

@@ -336,6 +336,7 @@ class Trainer:
         board = TensorBoard(self.run_dir) if main else None
         start = time.time()
         epoch_times: list[float] = []
+        held_out = not self.cfg.protocol.train_on_valid  # else nothing is held out to validate or select on
         while not state["finished"] and state["epoch"] < tc.epochs:
             epoch = state["epoch"] + 1
             t0 = time.time()
@@ -343,7 +344,7 @@ class Trainer:
             train_s = time.time() - t0
             record: dict[str, Any] = {"epoch": epoch, **losses, "train_seconds": round(train_s, 3)}
             improved = False
-            if epoch % tc.eval_every == 0 or epoch == tc.epochs:
+            if held_out and (epoch % tc.eval_every == 0 or epoch == tc.epochs):
                 t1 = time.time()
                 valid = self.evaluate("valid")
                 record["eval_seconds"] = round(time.time() - t1, 3)
@@ -374,16 +375,19 @@ class Trainer:
         state["finished"] = True
         if main:
             save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
+            if not held_out:  # the model a refit selects is its last epoch: `best` for every reader of the run
+                save_checkpoint(ckpt_dir / "best", self.model, self.optimizer, {**state, "best_epoch": state["epoch"]})
             board.close()
         self.group.barrier()  # rank 0's checkpoints are in place before any rank reloads the best
         best = find_checkpoint(ckpt_dir / "best")
         if best is not None:
             load_checkpoint(best, self.model, None, self.device)
-        log.info("%s", end_summary(state, tc, best is not None))
+        log.info("%s", end_summary(state, tc, best is not None, held_out))
         if main:
             write_curves(self.run_dir, tc.valid_metric)
-        metrics = {"valid": self.evaluate("valid"), "test": self.evaluate("test"), "best_epoch": state["best_epoch"],
-                   "epochs": state["epoch"], "train_seconds_this_session": round(time.time() - start, 2)}
+        metrics = {**({"valid": self.evaluate("valid")} if held_out else {}), "test": self.evaluate("test"),
+                   "best_epoch": state["best_epoch"] if held_out else state["epoch"], "epochs": state["epoch"],
+                   "train_seconds_this_session": round(time.time() - start, 2)}
         if main:
             write_json_atomic(self.run_dir / "metrics.json", metrics)
         log.info("test %s", _fmt_metrics(metrics["test"]))
