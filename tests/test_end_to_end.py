@@ -228,3 +228,8 @@ def test_refit_trains_the_validation_targets_for_the_best_epoch_count(tmp_path, 
     assert (out / "checkpoints" / "best").exists()  # the last epoch is the selected model, for every reader
     with pytest.raises(ConfigError, match="already a refit"):
         make_config("bprmf", refit_of=out)
+    assert main(["evaluate", str(out), "--split", "valid"]) != 0  # its validation cases were trained on
+    assert "validation cases were trained on" in capsys.readouterr().err
+    from sigmarec.evaluate.paired import compare
+    result = compare([tmp_path / "bpr"], [out], "test", ["recall@10"], device="cpu")  # same test cases: comparable
+    assert result["n_users"] > 0

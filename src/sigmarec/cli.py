@@ -107,7 +107,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from sigmarec.runs import load_run
 
     run = load_run(args.run_dir, args.checkpoint, args.device, args.allow_data_change)
-    cases = run.split.valid if args.split == "valid" else run.split.test
+    cases = run.split.cases(args.split)
     metrics = evaluate(run.model, run.data, cases, run.cfg.eval, run.cfg.data.max_len, run.device)
     print(json.dumps(metrics, indent=2) if args.json else metrics_table({f"{run.cfg.model_name} ({args.split})": metrics}, run.cfg.eval.ks,
                                                                   protocol=run.cfg.protocol.name))

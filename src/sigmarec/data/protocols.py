@@ -51,6 +51,16 @@ class Split:
     train_ends: np.ndarray
     valid: EvalSet
     test: EvalSet
+    valid_trained: bool = False  # the validation cases are training data (protocol.train_on_valid): not held out
+
+    def cases(self, which: str) -> EvalSet:
+        """The ``valid`` or ``test`` cases; ``valid`` is refused when its targets were trained on."""
+        if which not in ("valid", "test"):
+            raise ValueError(f"evaluation split must be 'valid' or 'test', got {which!r}")
+        if which == "valid" and self.valid_trained:
+            raise ConfigError("the validation cases were trained on (protocol.train_on_valid: a refit), so they measure "
+                              "nothing held out; evaluate the test split")
+        return self.valid if which == "valid" else self.test
 
     @property
     def n_train_targets(self) -> int:
@@ -214,7 +224,8 @@ def with_validation_trained(split: Split, train_windows: str, max_len: int) -> S
     order = np.lexsort((np.concatenate([split.train_ends[keep], ve]), np.concatenate([split.train_users[keep], vu])))
     users = np.concatenate([split.train_users[keep], vu])[order]
     starts = np.concatenate([split.train_starts[keep], vs])[order]
-    return Split(split.data, users, starts, np.concatenate([split.train_ends[keep], ve])[order], split.valid, split.test)
+    return Split(split.data, users, starts, np.concatenate([split.train_ends[keep], ve])[order], split.valid, split.test,
+                 valid_trained=True)
 
 
 def make_split(data: SequenceData, cfg: ProtocolConfig, max_len: int) -> Split:

@@ -128,7 +128,7 @@ def load_case_ranks(run_dir: str | Path, split: str = "test", checkpoint: str = 
     _check_split_checkpoint(split, checkpoint)
     run_dir = Path(run_dir)
     cfg, _, split_cases = load_run_data(run_dir)  # the model is built only when the cache cannot answer
-    cases = split_cases.valid if split == "valid" else split_cases.test
+    cases = split_cases.cases(split)
     users = np.asarray(cases.users, dtype=np.int64)
     targets = np.asarray(cases.targets, dtype=np.int64)
     fingerprint = _fingerprint(run_dir, checkpoint, cfg, len(cases))
@@ -199,7 +199,8 @@ def _check_same_setup(cfgs: dict[Path, RunConfig]) -> None:
     """The runs must share data set, protocol and the eval settings that change ranks."""
     checks = {
         "data.dataset": {p: c.data.dataset for p, c in cfgs.items()},
-        "protocol": {p: dataclasses.asdict(c.protocol) for p, c in cfgs.items()},
+        # a refit (train_on_valid) has the same test cases; its validation cases are refused where they are read
+        "protocol": {p: {**dataclasses.asdict(c.protocol), "train_on_valid": None} for p, c in cfgs.items()},
         "eval (" + ", ".join(RANK_SETTINGS) + ")": {p: _rank_settings(c) for p, c in cfgs.items()},
     }
     for what, values in checks.items():

@@ -105,7 +105,7 @@ class Recommender:
         """One row per case and rank (``user, rank, item, score``), with exactly the inputs and
         exclusions ``evaluate`` uses, so its metrics can be recomputed from this table."""
         _check_k(k)
-        cases = {"valid": self.run.split.valid, "test": self.run.split.test}[split]
+        cases = self.run.split.cases(split)
         cfg = self.run.cfg
         frames = []
         for rows, scores in scored_batches(self.run.model, self.data, cases, cfg.data.max_len, self.run.device,

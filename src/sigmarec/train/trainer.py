@@ -287,7 +287,7 @@ class Trainer:
                                      f"{LOG_EVERY} steps); lower train.lr or check the data")
 
     def evaluate(self, which: str) -> dict[str, float]:
-        cases = self.split.valid if which == "valid" else self.split.test
+        cases = self.split.cases(which)
         return evaluate(self.model, self.data, cases, self.cfg.eval, self.cfg.data.max_len, self.device, self.group)
 
     def fit(self) -> dict[str, Any]:
