@@ -57,3 +57,6 @@ def test_compare_trains_what_is_missing_resumes_after_a_kill_and_writes_the_tabl
     assert "training" not in again.stdout and "Improv. (gru4rec vs best other)" in again.stdout  # finished runs reused
     table = run_cli("compare", "--focus", "gru4rec", "--runs", *[str(out / f"{m}-s{s}") for m in ("sasrec", "gru4rec") for s in (1, 2)])
     assert table.stdout.splitlines()[2:4] == again.stdout.splitlines()[2:4]  # the same rows from --runs
+    one = run_cli("compare", "--runs", str(out / "sasrec-s1"), str(out / "sasrec-s2"), "--out", str(tmp_path / "one"))
+    assert "| sasrec |" in one.stdout and "no tests" in one.stdout and "Improv." not in one.stdout  # one model: its seeds
+    assert "sasrec" in (tmp_path / "one" / "table.tex").read_text()

@@ -63,8 +63,8 @@ def build_table(groups: dict[str, list[Path]], metrics: Sequence[str] = TABLE_ME
     """Means, stds and per-run values of ``metrics`` for each group, and the focus group's paired tests against
     every other group (Holm over the other groups, per metric). ``focus`` defaults to the first group."""
     metrics = normalize_metrics(list(metrics))
-    if len(groups) < 2:
-        raise ConfigError(f"a table compares at least two models; got {list(groups) or 'none'}")
+    if not groups:
+        raise ConfigError("a table needs at least one model's runs; got none")
     focus = focus or next(iter(groups))
     if focus not in groups:
         raise ConfigError(f"--focus {focus!r} is not one of the models: {', '.join(groups)}")
@@ -91,7 +91,7 @@ def build_table(groups: dict[str, list[Path]], metrics: Sequence[str] = TABLE_ME
             s["mark"] = "" if not p_holm < alpha else (BETTER if s["diff"] > 0 else WORSE)
             tests[n][m] = s
     improvement = {}
-    for m in metrics:
+    for m in metrics if others else ():  # one model: its seeds' mean and spread, nothing to test against
         best_other = max(others, key=lambda n: rows[n]["mean"][m])
         base = rows[best_other]["mean"][m]
         improvement[m] = {"over": best_other, "rel": (rows[focus]["mean"][m] - base) / base if base else math.nan,
@@ -122,6 +122,8 @@ def _cells(table: dict[str, Any], bold: str, underline: str, mark: str) -> list[
             out_cell = text + (mark.format(sign) if sign else "")
             cells.append(out_cell)
         out.append(cells)
+    if not table["improvement"]:
+        return out
     imp = [f"Improv. ({table['focus']} vs best other)"]
     for m in metrics:
         i = table["improvement"][m]
@@ -130,6 +132,8 @@ def _cells(table: dict[str, Any], bold: str, underline: str, mark: str) -> list[
 
 
 def _legend(table: dict[str, Any]) -> str:
+    if not table["tests"]:
+        return f"{table['split']} split, {table['n_users']} users, mean ± std over the model's runs (one model: no tests)."
     return (f"{table['split']} split, {table['n_users']} users, mean ± std over each model's runs. Bold: best, "
             f"underlined: second. {BETTER} / {WORSE}: {table['focus']} is significantly better / worse than this model "
             f"(per-user metric averaged over seeds, two-sided Wilcoxon signed-rank, Holm-corrected over the "
@@ -152,7 +156,7 @@ def to_latex(table: dict[str, Any]) -> str:
     lines = [r"\begin{tabular}{l" + "c" * len(table["metrics"]) + "}", r"\toprule",
              " & ".join(["Model", *[esc(m) for m in table["metrics"]]]) + r" \\", r"\midrule"]
     for i, r in enumerate(rows):
-        if i == len(rows) - 1:
+        if i == len(rows) - 1 and table["improvement"]:
             lines.append(r"\midrule")
         cells = [esc(c) for c in r]
         for k, v in marks.items():
