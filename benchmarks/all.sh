@@ -122,9 +122,9 @@ for m in mind comirec_sa; do for s in 1 2 3; do  # the plain defaults at seeds 1
   $PY -m sigmarec.cli train $m --dataset office --threads 1 --set train.seed=$s --out runs/conv/$m-office-s$s
 done; done
 # issue 18: SIGMA's Table 1 on Office and Beauty by one command each (trains what is missing, resumable)
-$PY -m sigmarec.cli compare --dataset office --models sigma sasrec contrastvae bert4rec svae acvae dt4sr mind comirec_sa bprmf lightgcn \
+$PY -m sigmarec.cli compare --dataset office --models sigma sasrec contrastvae bert4rec svae acvae dt4sr mind comirec_sa comirec_dr bprmf lightgcn \
   --seeds 1 2 3 --jobs 2 --threads 1 --out runs/table1-office
-$PY -m sigmarec.cli compare --dataset beauty --models sigma sasrec contrastvae bert4rec svae acvae dt4sr mind comirec_sa bprmf lightgcn \
+$PY -m sigmarec.cli compare --dataset beauty --models sigma sasrec contrastvae bert4rec svae acvae dt4sr mind comirec_sa comirec_dr bprmf lightgcn \
   --seeds 1 2 3 --jobs 2 --threads 1 --out runs/table1-beauty
 $PY benchmarks/run.py speed --dataset office --models sasrec bert4rec svae acvae contrastvae dt4sr bprmf lightgcn --epochs 3 --threads 1
 for lr in 0.005 0.01; do  # BPR-MF's learning rate, on validation (default 0.001)
@@ -132,6 +132,24 @@ for lr in 0.005 0.01; do  # BPR-MF's learning rate, on validation (default 0.001
 done
 cp -r runs/table1-office/bert4rec-s1 runs/i18/bert4rec-office-p200-s1  # BERT4Rec seed 1 continued with patience 200
 $PY -m sigmarec.cli train bert4rec --dataset office --threads 1 --set train.seed=1 --set train.patience=200 --out runs/i18/bert4rec-office-p200-s1
+B4=($PY -m sigmarec.cli train bert4rec --dataset office --threads 1)  # BERT4Rec candidates, judged on validation
+"${B4[@]}" --set train.seed=1 --set model.loss=bce --out runs/i18/bert4rec-office-bce-s1
+for d in 0.3 0.5; do "${B4[@]}" --set train.seed=1 --set model.dropout=$d --set model.attn_dropout=$d --out runs/i18/bert4rec-office-d0${d#0.}-s1; done
+"${B4[@]}" --set train.seed=1 --set model.hidden_size=128 --out runs/i18/bert4rec-office-h128-s1
+for s in 1 2; do for m in 0.2 0.4 0.6; do
+  [ "$s$m" = 10.6 ] && continue  # seed 1 at 0.6 is the table's run
+  "${B4[@]}" --set train.seed=$s --set model.mask_prob=$m --out runs/i18/bert4rec-office-m0${m#0.}-s$s
+done; done
+for m in dt4sr svae acvae; do  # issue 16: the plain seed-1 runs continued with a larger patience (resumed copies)
+  cp -r runs/table1-office/$m-s1 runs/i18/$m-office-p40-s1
+  $PY -m sigmarec.cli train $m --dataset office --threads 1 --set train.seed=1 --set train.patience=40 --set train.epochs=500 --out runs/i18/$m-office-p40-s1
+done
+for m in bprmf lightgcn; do  # the final refit: validation items trained, the run's best epoch count, then tested
+  $PY -m sigmarec.cli train $m --refit runs/table1-office/$m-s1 --threads 1 --out runs/i18/$m-office-refit-s1
+  $PY -m sigmarec.cli compare --runs runs/table1-office/$m-s1 --against runs/i18/$m-office-refit-s1
+done
+$PY -m sigmarec.cli train sasrec --refit runs/bench/sasrec-office-ce-i15-s1 --threads 1 --out runs/i18/sasrec-office-refit-s1
+$PY -m sigmarec.cli compare --runs runs/bench/sasrec-office-ce-i15-s1 --against runs/i18/sasrec-office-refit-s1
 # issue 20: the page-fault part of the roofline, the 50M-row preprocessing, torch.compile on CPU, RecBole side by side
 for f in --no-reuse ""; do $PY benchmarks/roofline.py --dataset beauty --epochs 1 --threads 1 $f; done
 $PY benchmarks/biglog.py --file /tmp/biglog.csv --readers sigmarec
