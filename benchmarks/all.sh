@@ -130,16 +130,15 @@ $PY benchmarks/run.py speed --dataset office --models sasrec bert4rec svae acvae
 for lr in 0.005 0.01; do  # BPR-MF's learning rate, on validation (default 0.001)
   $PY -m sigmarec.cli train bprmf --dataset office --threads 1 --set train.seed=1 --set train.lr=$lr --out runs/i18/bprmf-office-lr${lr#0.}-s1
 done
-cp -r runs/table1-office/bert4rec-s1 runs/i18/bert4rec-office-p200-s1  # BERT4Rec seed 1 continued with patience 200
-$PY -m sigmarec.cli train bert4rec --dataset office --threads 1 --set train.seed=1 --set train.patience=200 --out runs/i18/bert4rec-office-p200-s1
-B4=($PY -m sigmarec.cli train bert4rec --dataset office --threads 1)  # BERT4Rec candidates, judged on validation
+B4=($PY -m sigmarec.cli train bert4rec --dataset office --threads 1 --set model.mask_prob=0.6)  # candidates (at the earlier preset's mask), judged on validation
 "${B4[@]}" --set train.seed=1 --set model.loss=bce --out runs/i18/bert4rec-office-bce-s1
 for d in 0.3 0.5; do "${B4[@]}" --set train.seed=1 --set model.dropout=$d --set model.attn_dropout=$d --out runs/i18/bert4rec-office-d0${d#0.}-s1; done
 "${B4[@]}" --set train.seed=1 --set model.hidden_size=128 --out runs/i18/bert4rec-office-h128-s1
 for s in 1 2; do for m in 0.2 0.4 0.6; do
-  [ "$s$m" = 10.6 ] && continue  # seed 1 at 0.6 is the table's run
   "${B4[@]}" --set train.seed=$s --set model.mask_prob=$m --out runs/i18/bert4rec-office-m0${m#0.}-s$s
 done; done
+cp -r runs/i18/bert4rec-office-m06-s1 runs/i18/bert4rec-office-p200-s1  # BERT4Rec (mask 0.6) seed 1 continued with patience 200
+"${B4[@]}" --set train.seed=1 --set train.patience=200 --out runs/i18/bert4rec-office-p200-s1
 for m in dt4sr svae acvae; do  # issue 16: the plain seed-1 runs continued with a larger patience (resumed copies)
   cp -r runs/table1-office/$m-s1 runs/i18/$m-office-p40-s1
   $PY -m sigmarec.cli train $m --dataset office --threads 1 --set train.seed=1 --set train.patience=40 --set train.epochs=500 --out runs/i18/$m-office-p40-s1
