@@ -179,3 +179,15 @@ def test_evaluator_says_when_the_target_opens_a_session(protocol):
         evaluate(spy, data, cases, EvalConfig(ks=[5]), max_len=50)
         assert [c["new_session"].tolist() for c in spy.seen] == [expect]
         assert spy.seen[0]["users"].tolist() == cases.users.tolist()
+
+
+def test_refit_trains_the_validation_session_never_the_test_one():
+    data = session_data()
+    for name, fn, trained_end in (("session", session_loo, 5), ("next_session", next_session, 3)):
+        from sigmarec.data.protocols import make_split
+
+        split = make_split(data, ProtocolConfig(name=name, train_on_valid=True), 50)
+        assert split.valid_trained and split.test.ends.tolist() == fn(data, ProtocolConfig(name=name), 50).test.ends.tolist()
+        ends = [e for u, e in zip(split.train_users, split.train_ends) if u == 0]
+        assert max(ends) == trained_end  # through the validation target (session) or the validation session
+        assert all(e <= split.test.ends[0] for e in ends)  # never a test target
