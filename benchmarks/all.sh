@@ -143,6 +143,7 @@ for m in dt4sr svae acvae; do  # issue 16: the plain seed-1 runs continued with 
   cp -r runs/table1-office/$m-s1 runs/i18/$m-office-p40-s1
   $PY -m sigmarec.cli train $m --dataset office --threads 1 --set train.seed=1 --set train.patience=40 --set train.epochs=500 --out runs/i18/$m-office-p40-s1
 done
+for s in 2 3; do $PY -m sigmarec.cli train bprmf --refit runs/table1-office/bprmf-s$s --threads 1 --out runs/i18/bprmf-office-refit-s$s; done
 for m in bprmf lightgcn; do  # the final refit: validation items trained, the run's best epoch count, then tested
   $PY -m sigmarec.cli train $m --refit runs/table1-office/$m-s1 --threads 1 --out runs/i18/$m-office-refit-s1
   $PY -m sigmarec.cli compare --runs runs/table1-office/$m-s1 --against runs/i18/$m-office-refit-s1
