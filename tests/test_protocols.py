@@ -139,18 +139,16 @@ def test_train_on_valid_trains_each_validation_case_and_never_a_test_target(name
     def positions(split):  # every (user, position) a training window predicts
         return {(u, p) for u, s, e in zip(split.train_users, split.train_starts, split.train_ends) for p in range(s + 1, e)}
 
+    def cases(c, first):  # (user, position) of each case from ``first`` (its input's start or end) to its targets' end
+        target_ends = c.target_ends if c.target_ends is not None else c.ends + 1
+        return {(u, p) for u, f, te in zip(c.users, first(c), target_ends) for p in range(f, te)}
+
     before, after = positions(plain), positions(refit)
-    v = plain.valid
-    valid_targets = {(u, p) for u, e, te in zip(v.users, v.ends, v.target_ends if v.target_ends is not None else v.ends + 1)
-                     for p in range(e, te)}
+    valid_targets = cases(plain.valid, lambda c: c.ends)
     assert valid_targets and not valid_targets & before  # held out before...
-    whole = {(u, p) for u, s, te in zip(v.users, v.starts, v.target_ends if v.target_ends is not None else v.ends + 1)
-             for p in range(s + 1, te)}  # a validation case's whole range (a held-out comirec user's history too)
+    whole = cases(plain.valid, lambda c: c.starts + 1)  # a validation case's whole range (a comirec user's history too)
     assert after == before | whole  # ...trained after, and nothing else
-    t = plain.test
-    test_targets = {(u, p) for u, e, te in zip(t.users, t.ends, t.target_ends if t.target_ends is not None else t.ends + 1)
-                    for p in range(e, te)}
-    assert not test_targets & after
+    assert not cases(plain.test, lambda c: c.ends) & after
     assert np.all(refit.train_ends - refit.train_starts <= max_len + 1)
     users, items = refit.train_interactions()  # an id model's graph gains the validation pairs
     pairs = set(zip(users.tolist(), items.tolist()))

@@ -221,11 +221,10 @@ def with_validation_trained(split: Split, train_windows: str, max_len: int) -> S
     ends = v.ends + 1 if v.target_ends is None else v.target_ends
     keep = ~np.isin(split.train_users, v.users)
     vu, vs, ve = make_windows(v.users, v.starts, ends, max_len, train_windows)
-    order = np.lexsort((np.concatenate([split.train_ends[keep], ve]), np.concatenate([split.train_users[keep], vu])))
-    users = np.concatenate([split.train_users[keep], vu])[order]
-    starts = np.concatenate([split.train_starts[keep], vs])[order]
-    return Split(split.data, users, starts, np.concatenate([split.train_ends[keep], ve])[order], split.valid, split.test,
-                 valid_trained=True)
+    users, starts, ends = (np.concatenate([a[keep], b]) for a, b in
+                           ((split.train_users, vu), (split.train_starts, vs), (split.train_ends, ve)))
+    order = np.lexsort((ends, users))
+    return Split(split.data, users[order], starts[order], ends[order], split.valid, split.test, valid_trained=True)
 
 
 def make_split(data: SequenceData, cfg: ProtocolConfig, max_len: int) -> Split:

@@ -50,14 +50,13 @@ def config_layers(model: str, overrides: dict[str, Any] | None = None, config_fi
     """The named layers ``make_config`` resolves, lowest precedence first (see the module docstring). ``refit_of``:
     a finished run whose ``config.yaml`` is the config file, under a ``--refit`` layer (``refit_plan``)."""
     cls = get_model_class(model)
-    refit: list[tuple[str, dict[str, Any]]] = []
     if refit_of is not None:
         if config_file:
             raise ConfigError("--refit takes its configuration from the run it names; drop --config")
-        config_file, values = refit_plan(refit_of, model)
-        refit.append((f"--refit {refit_of}", values))
-    user = [(f"config file {config_file}", load_yaml(config_file))] if config_file else []
-    user += refit
+        config_file, stored, values = refit_plan(refit_of, model)
+        user = [(f"config file {config_file}", stored), (f"--refit {refit_of}", values)]
+    else:
+        user = [(f"config file {config_file}", load_yaml(config_file))] if config_file else []
     user.append(("--set", dict(overrides or {})))
     dataset = DEFAULT_DATASET
     for _, values in user:
@@ -123,8 +122,8 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     return build_config(name, get_model_class(name).config_class, values)
 
 
-def refit_plan(run_dir: str | Path, model: str) -> tuple[Path, dict[str, Any]]:
-    """``(config file, overrides)`` that retrain a finished run from scratch with its validation targets as training
+def refit_plan(run_dir: str | Path, model: str) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """``(config file, its values, overrides)`` that retrain a finished run from scratch with its validation targets as training
     data (``protocol.train_on_valid``) for the epoch count validation chose for it (its best epoch): the protocol's
     final refit, after which the test case is the only one held out."""
     run_dir = Path(run_dir)
@@ -142,4 +141,4 @@ def refit_plan(run_dir: str | Path, model: str) -> tuple[Path, dict[str, Any]]:
         raise RunError(f"{metrics_path}: no readable best_epoch ({type(exc).__name__}: {exc})") from None
     if best < 1:
         raise RunError(f"{metrics_path}: best_epoch is {best}; a refit needs a run that validated at least once")
-    return cfg_path, {"protocol": {"train_on_valid": True}, "train": {"epochs": best}}
+    return cfg_path, stored, {"protocol": {"train_on_valid": True}, "train": {"epochs": best}}

@@ -336,7 +336,7 @@ class Trainer:
         board = TensorBoard(self.run_dir) if main else None
         start = time.time()
         epoch_times: list[float] = []
-        held_out = not self.cfg.protocol.train_on_valid  # else nothing is held out to validate or select on
+        held_out = not self.split.valid_trained  # a refit: nothing is held out to validate or select on
         while not state["finished"] and state["epoch"] < tc.epochs:
             epoch = state["epoch"] + 1
             t0 = time.time()
