@@ -55,6 +55,8 @@ def test_compare_trains_what_is_missing_resumes_after_a_kill_and_writes_the_tabl
             assert (out / f"{m}-s{s}" / "metrics.json").exists()
     again = _compare(tmp_path, "--focus", "gru4rec")
     assert "training" not in again.stdout and "Improv. (gru4rec vs best other)" in again.stdout  # finished runs reused
+    other = _compare(tmp_path, "--set", "train.lr=0.01", check=False)  # not what the finished runs were trained with
+    assert other.returncode != 0 and "sasrec-s1" in other.stderr and "train.lr (0.001 vs 0.01)" in other.stderr
     table = run_cli("compare", "--focus", "gru4rec", "--runs", *[str(out / f"{m}-s{s}") for m in ("sasrec", "gru4rec") for s in (1, 2)])
     assert table.stdout.splitlines()[2:4] == again.stdout.splitlines()[2:4]  # the same rows from --runs
     one = run_cli("compare", "--runs", str(out / "sasrec-s1"), str(out / "sasrec-s2"), "--out", str(tmp_path / "one"))

@@ -55,9 +55,32 @@ def progress_line(job: Job) -> str:
     return text
 
 
+def check_existing(groups: dict[str, list[Job]], dataset: str, sets: Sequence[str] = ()) -> None:
+    """Refuse, before anything trains, a run directory already in the grid whose ``config.yaml`` differs from what
+    ``sigmarec train`` would now resolve for it (another ``--set``, a changed preset): a finished one would otherwise
+    be reused silently in the table, an unfinished one fail hours later. Budget and thread fields may differ."""
+    from sigmarec.config import load_yaml, parse_set
+    from sigmarec.runs import make_config
+    from sigmarec.train.trainer import RESUMABLE_CHANGES, config_differences
+
+    for job in (j for js in groups.values() for j in js):
+        path = job.run_dir / "config.yaml"
+        if not path.exists():
+            continue
+        overrides = parse_set([*sets, f"train.seed={job.seed}"])
+        overrides.setdefault("data", {})["dataset"] = dataset
+        diff = config_differences(load_yaml(path), make_config(job.model, overrides))
+        if diff:
+            raise RunError(f"{job.run_dir} was trained with another configuration than this compare asks for "
+                           f"({'; '.join(diff)}: stored vs requested); give compare another --out, or remove that run "
+                           f"to train it again (only train.{', train.'.join(RESUMABLE_CHANGES)} may differ)")
+
+
 def train_missing(groups: dict[str, list[Job]], dataset: str, sets: Sequence[str] = (), jobs: int = 1, threads: int = 1,
                   poll_seconds: float = 30.0, echo: Callable[[str], None] = print) -> None:
-    """Train every job without ``metrics.json`` (``sigmarec train`` in a child process), ``jobs`` at a time."""
+    """Train every job without ``metrics.json`` (``sigmarec train`` in a child process), ``jobs`` at a time, after
+    ``check_existing`` has found every run already there made with the requested configuration."""
+    check_existing(groups, dataset, sets)
     todo = [j for js in groups.values() for j in js if not (j.run_dir / "metrics.json").exists()]
     if not todo:
         return
