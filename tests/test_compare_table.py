@@ -3,6 +3,7 @@ after a kill."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -55,6 +56,9 @@ def test_compare_trains_what_is_missing_resumes_after_a_kill_and_writes_the_tabl
             assert (out / f"{m}-s{s}" / "metrics.json").exists()
     again = _compare(tmp_path, "--focus", "gru4rec")
     assert "training" not in again.stdout and "Improv. (gru4rec vs best other)" in again.stdout  # finished runs reused
+    tests = json.loads((out / "table.json").read_text())["tests"]["sasrec"]  # one compared model: Holm leaves p as is
+    assert all(t["t_p_holm"] == pytest.approx(min(1.0, t["t_p"])) for t in tests.values())
+    assert "recall@40_t_p_holm" in (out / "table.csv").read_text().splitlines()[0]
     other = _compare(tmp_path, "--set", "train.lr=0.01", check=False)  # not what the finished runs were trained with
     assert other.returncode != 0 and "sasrec-s1" in other.stderr and "train.lr (0.001 vs 0.01)" in other.stderr
     table = run_cli("compare", "--focus", "gru4rec", "--runs", *[str(out / f"{m}-s{s}") for m in ("sasrec", "gru4rec") for s in (1, 2)])

@@ -85,9 +85,10 @@ def build_table(groups: dict[str, list[Path]], metrics: Sequence[str] = TABLE_ME
         a = np.mean([per_user[p][m] for p in groups[focus]], axis=0)
         stats = {n: _paired_stats(a, np.mean([per_user[p][m] for p in groups[n]], axis=0)) for n in others}
         adjusted = holm([stats[n]["wilcoxon_p"] for n in others])
-        for n, p_holm in zip(others, adjusted):
+        adjusted_t = holm([stats[n]["t_p"] for n in others])
+        for n, p_holm, t_holm in zip(others, adjusted, adjusted_t):
             s = stats[n]
-            s["wilcoxon_p_holm"] = p_holm
+            s["wilcoxon_p_holm"], s["t_p_holm"] = p_holm, t_holm
             s["mark"] = "" if not p_holm < alpha else (BETTER if s["diff"] > 0 else WORSE)
             tests[n][m] = s
     improvement = {}
@@ -95,7 +96,7 @@ def build_table(groups: dict[str, list[Path]], metrics: Sequence[str] = TABLE_ME
         best_other = max(others, key=lambda n: rows[n]["mean"][m])
         base = rows[best_other]["mean"][m]
         improvement[m] = {"over": best_other, "rel": (rows[focus]["mean"][m] - base) / base if base else math.nan,
-                          "wilcoxon_p_holm": tests[best_other][m]["wilcoxon_p_holm"]}
+                          "wilcoxon_p_holm": tests[best_other][m]["wilcoxon_p_holm"], "t_p_holm": tests[best_other][m]["t_p_holm"]}
     return {"split": split, "checkpoint": checkpoint, "metrics": metrics, "focus": focus, "alpha": alpha,
             "n_users": int(len(next(iter(per_user.values()))[metrics[0]])), "rows": rows, "tests": tests,
             "improvement": improvement}
@@ -127,7 +128,7 @@ def _cells(table: dict[str, Any], bold: str, underline: str, mark: str) -> list[
     imp = [f"Improv. ({table['focus']} vs best other)"]
     for m in metrics:
         i = table["improvement"][m]
-        imp.append(f"{100 * i['rel']:+.2f}% (p {i['wilcoxon_p_holm']:.2g})")
+        imp.append(f"{100 * i['rel']:+.2f}% (p {i['wilcoxon_p_holm']:.2g}, t {i['t_p_holm']:.2g})")
     return out + [imp]
 
 
@@ -138,7 +139,7 @@ def _legend(table: dict[str, Any]) -> str:
             f"underlined: second. {BETTER} / {WORSE}: {table['focus']} is significantly better / worse than this model "
             f"(per-user metric averaged over seeds, two-sided Wilcoxon signed-rank, Holm-corrected over the "
             f"{len(table['tests'])} compared models, alpha {table['alpha']}). Improv.: relative difference of "
-            f"{table['focus']} to the best other model, with its Holm-corrected p.")
+            f"{table['focus']} to the best other model, with its Holm-corrected p (Wilcoxon, and t: the paired t-test's).")
 
 
 def to_markdown(table: dict[str, Any]) -> str:
@@ -167,16 +168,17 @@ def to_latex(table: dict[str, Any]) -> str:
 
 
 def to_csv(table: dict[str, Any]) -> str:
-    """One row per model: mean, std and n per metric, and the focus model's test against it (Holm p, mark)."""
+    """One row per model: mean, std and n per metric, and the focus model's tests against it (Wilcoxon and paired-t
+    p, each Holm-corrected over the compared models; the mark is the Wilcoxon's)."""
     buf = io.StringIO()
     w = csv.writer(buf)
     metrics = table["metrics"]
-    w.writerow(["model", "runs", *[f"{m}_{k}" for m in metrics for k in ("mean", "std", "wilcoxon_p_holm", "t_p", "mark")]])
+    w.writerow(["model", "runs", *[f"{m}_{k}" for m in metrics for k in ("mean", "std", "wilcoxon_p_holm", "t_p_holm", "mark")]])
     for name, row in table["rows"].items():
         t = table["tests"].get(name, {})
         w.writerow([name, len(row["runs"]), *[v for m in metrics for v in (
             f"{row['mean'][m]:.6f}", f"{row['std'][m]:.6f}", t[m]["wilcoxon_p_holm"] if m in t else "",
-            t[m]["t_p"] if m in t else "", t[m]["mark"] if m in t else "")]])
+            t[m]["t_p_holm"] if m in t else "", t[m]["mark"] if m in t else "")]])
     return buf.getvalue()
 
 
