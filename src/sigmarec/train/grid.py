@@ -55,6 +55,12 @@ def progress_line(job: Job) -> str:
     return text
 
 
+def job_sets(job: Job, sets: Sequence[str]) -> list[str]:
+    """The ``--set`` values a job's ``sigmarec train`` gets: the compare's own, then the job's seed (which wins), so
+    the check of an existing run and the child that trains it resolve the same configuration."""
+    return [*sets, f"train.seed={job.seed}"]
+
+
 def check_existing(groups: dict[str, list[Job]], dataset: str, sets: Sequence[str] = ()) -> None:
     """Refuse, before anything trains, a run directory already in the grid whose ``config.yaml`` differs from what
     ``sigmarec train`` would now resolve for it (another ``--set``, a changed preset): a finished one would otherwise
@@ -67,7 +73,7 @@ def check_existing(groups: dict[str, list[Job]], dataset: str, sets: Sequence[st
         path = job.run_dir / "config.yaml"
         if not path.exists():
             continue
-        overrides = parse_set([*sets, f"train.seed={job.seed}"])
+        overrides = parse_set(job_sets(job, sets))
         overrides.setdefault("data", {})["dataset"] = dataset
         diff = config_differences(load_yaml(path), make_config(job.model, overrides))
         if diff:
@@ -93,8 +99,8 @@ def train_missing(groups: dict[str, list[Job]], dataset: str, sets: Sequence[str
             job.run_dir.parent.mkdir(parents=True, exist_ok=True)
             log = job.run_dir.parent / f"{job.name}.log"
             cmd = [sys.executable, "-m", "sigmarec.cli", "train", job.model, "--dataset", dataset, "--out", str(job.run_dir),
-                   "--set", f"train.seed={job.seed}", "--set", f"train.num_threads={threads}", "--set", "train.progress=false"]
-            for kv in sets:
+                   "--set", f"train.num_threads={threads}", "--set", "train.progress=false"]
+            for kv in job_sets(job, sets):
                 cmd += ["--set", kv]
             with open(log, "a") as f:
                 running.append((job, subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT), log))
