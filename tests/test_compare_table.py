@@ -66,3 +66,9 @@ def test_compare_trains_what_is_missing_resumes_after_a_kill_and_writes_the_tabl
     one = run_cli("compare", "--runs", str(out / "sasrec-s1"), str(out / "sasrec-s2"), "--out", str(tmp_path / "one"))
     assert "| sasrec |" in one.stdout and "no tests" in one.stdout and "Improv." not in one.stdout  # one model: its seeds
     assert "sasrec" in (tmp_path / "one" / "table.tex").read_text()
+    mixed = run_cli("compare", "--runs", str(out / "sasrec-s1"), str(out / "sasrec-s2"), str(out / "gru4rec-s1"),
+                    "--out", str(tmp_path / "mixed"))  # seeds differ per model: a single run shows no "± 0.0000"
+    gru_row = next(line for line in mixed.stdout.splitlines() if line.startswith("| gru4rec |"))
+    assert "±" not in gru_row and "±" in mixed.stdout.splitlines()[2] and "runs: sasrec 2, gru4rec 1" in mixed.stdout
+    gru_csv = next(r for r in (tmp_path / "mixed" / "table.csv").read_text().splitlines() if r.startswith("gru4rec,"))
+    assert gru_csv.split(",")[1:4] == ["1", gru_csv.split(",")[2], ""]  # runs 1, a mean, an empty std

@@ -1,7 +1,8 @@
 """A results table of several models with several seeds each, as the papers print it (issue 18).
 
 Each cell is the mean ± sample std over a model's runs of a metric on one split (each run's value is the mean over
-users of the user's metric). Per metric column the best mean is bold and the second underlined; the last row is
+users of the user's metric); a model with one run shows its value alone (no spread to show), and the legend says
+how many runs each model has. Per metric column the best mean is bold and the second underlined; the last row is
 the relative improvement of the focus model over the best other. The focus model is tested against every other
 model per metric with the paired per-user tests of ``paired.py`` (per-user metric averaged over seeds, Wilcoxon
 signed-rank and paired t), the Wilcoxon p-values Holm-corrected over the compared models, and the other model's
@@ -78,7 +79,7 @@ def build_table(groups: dict[str, list[Path]], metrics: Sequence[str] = TABLE_ME
         values = {m: [float(per_user[p][m].mean()) for p in runs] for m in metrics}
         rows[name] = {"runs": [str(p) for p in runs], "values": values,
                       "mean": {m: float(np.mean(v)) for m, v in values.items()},
-                      "std": {m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()}}
+                      "std": {m: float(np.std(v, ddof=1)) if len(v) > 1 else None for m, v in values.items()}}
     others = [n for n in groups if n != focus]
     tests: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in others}
     for m in metrics:
@@ -116,7 +117,8 @@ def _cells(table: dict[str, Any], bold: str, underline: str, mark: str) -> list[
     for name, row in table["rows"].items():
         cells = [name]
         for m in metrics:
-            text = f"{row['mean'][m]:.4f} ± {row['std'][m]:.4f}"
+            std = row["std"][m]
+            text = f"{row['mean'][m]:.4f}" + ("" if std is None else f" ± {std:.4f}")
             rank = ranks[m][name]
             text = bold.format(text) if rank == 1 else underline.format(text) if rank == 2 else text
             sign = table["tests"].get(name, {}).get(m, {}).get("mark", "")
@@ -132,10 +134,21 @@ def _cells(table: dict[str, Any], bold: str, underline: str, mark: str) -> list[
     return out + [imp]
 
 
+def _run_counts(table: dict[str, Any]) -> str:
+    """``3 runs each``, or per model when the counts differ (``contrastvae 3, sasrec 1``); one run has no std."""
+    counts = {name: len(row["runs"]) for name, row in table["rows"].items()}
+    if len(set(counts.values())) == 1:
+        n = next(iter(counts.values()))
+        return f"{n} run{'s' if n > 1 else ''} each" + ("" if n > 1 else ", no std")
+    return "runs: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "; a single run's cell has no std"
+
+
 def _legend(table: dict[str, Any]) -> str:
     if not table["tests"]:
-        return f"{table['split']} split, {table['n_users']} users, mean ± std over the model's runs (one model: no tests)."
-    return (f"{table['split']} split, {table['n_users']} users, mean ± std over each model's runs. Bold: best, "
+        return (f"{table['split']} split, {table['n_users']} users, mean ± std over the model's runs ({_run_counts(table)}; "
+                "one model: no tests).")
+    return (f"{table['split']} split, {table['n_users']} users, mean ± std over each model's runs "
+            f"({_run_counts(table)}). Bold: best, "
             f"underlined: second. {BETTER} / {WORSE}: {table['focus']} is significantly better / worse than this model "
             f"(per-user metric averaged over seeds, two-sided Wilcoxon signed-rank, Holm-corrected over the "
             f"{len(table['tests'])} compared models, alpha {table['alpha']}). Improv.: relative difference of "
@@ -168,7 +181,7 @@ def to_latex(table: dict[str, Any]) -> str:
 
 
 def to_csv(table: dict[str, Any]) -> str:
-    """One row per model: mean, std and n per metric, and the focus model's tests against it (Wilcoxon and paired-t
+    """One row per model: its number of runs, then mean and std (empty for one run) per metric, and the focus model's tests against it (Wilcoxon and paired-t
     p, each Holm-corrected over the compared models; the mark is the Wilcoxon's)."""
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -177,7 +190,8 @@ def to_csv(table: dict[str, Any]) -> str:
     for name, row in table["rows"].items():
         t = table["tests"].get(name, {})
         w.writerow([name, len(row["runs"]), *[v for m in metrics for v in (
-            f"{row['mean'][m]:.6f}", f"{row['std'][m]:.6f}", t[m]["wilcoxon_p_holm"] if m in t else "",
+            f"{row['mean'][m]:.6f}", "" if row["std"][m] is None else f"{row['std'][m]:.6f}",
+            t[m]["wilcoxon_p_holm"] if m in t else "",
             t[m]["t_p_holm"] if m in t else "", t[m]["mark"] if m in t else "")]])
     return buf.getvalue()
 
