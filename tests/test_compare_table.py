@@ -12,12 +12,22 @@ import time
 
 import pytest
 
+from sigmarec.config import ConfigError
 from sigmarec.evaluate.table import holm
+from sigmarec.train.grid import model_seeds
 
 from conftest import run_cli
 
 TINY = ["--set", "data.synthetic_users=120", "--set", "model.hidden_size=16", "--set", "train.epochs=2",
         "--set", "eval.ks=[5,10,20,40]"]
+
+
+def test_models_take_their_own_seeds_and_bad_entries_fail_before_training():
+    assert model_seeds(["sigma", "sasrec:1,3"], [1, 2]) == {"sigma": [1, 2], "sasrec": [1, 3]}
+    for bad, says in ((["sasrc"], "unknown model 'sasrc'"), (["sasrec:1,x"], "integer seeds"),
+                      (["sasrec:1,1"], "each once"), (["sasrec", "sasrec:2"], "twice")):
+        with pytest.raises(ConfigError, match=says):
+            model_seeds(bad, [1])
 
 
 def test_holm_matches_a_worked_example():
@@ -66,9 +76,9 @@ def test_compare_trains_what_is_missing_resumes_after_a_kill_and_writes_the_tabl
     one = run_cli("compare", "--runs", str(out / "sasrec-s1"), str(out / "sasrec-s2"), "--out", str(tmp_path / "one"))
     assert "| sasrec |" in one.stdout and "no tests" in one.stdout and "Improv." not in one.stdout  # one model: its seeds
     assert "sasrec" in (tmp_path / "one" / "table.tex").read_text()
-    mixed = run_cli("compare", "--runs", str(out / "sasrec-s1"), str(out / "sasrec-s2"), str(out / "gru4rec-s1"),
-                    "--out", str(tmp_path / "mixed"))  # seeds differ per model: a single run shows no "± 0.0000"
+    mixed = _compare(tmp_path, "--models", "sasrec", "gru4rec:1")  # its own seeds (finished: reused); no "± 0.0000"
     gru_row = next(line for line in mixed.stdout.splitlines() if line.startswith("| gru4rec |"))
     assert "±" not in gru_row and "±" in mixed.stdout.splitlines()[2] and "runs: sasrec 2, gru4rec 1" in mixed.stdout
-    gru_csv = next(r for r in (tmp_path / "mixed" / "table.csv").read_text().splitlines() if r.startswith("gru4rec,"))
+    assert "training" not in mixed.stdout
+    gru_csv = next(r for r in (out / "table.csv").read_text().splitlines() if r.startswith("gru4rec,"))
     assert gru_csv.split(",")[1:4] == ["1", gru_csv.split(",")[2], ""]  # runs 1, a mean, an empty std

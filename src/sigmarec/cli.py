@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "--against: finished runs for a table, grouped by directory name less its seed suffix (-s1, -seed2)")
     c.add_argument("--against", nargs="+", metavar="RUN_DIR", help="group B")
     c.add_argument("--models", nargs="+", metavar="MODEL", help="table mode: the models to train (what is missing) and "
-                   "compare on --dataset; the first is the focus unless --focus")
+                   "compare on --dataset; the first is the focus unless --focus; MODEL:1,2,3 gives one model its own "
+                   "seeds instead of --seeds")
     c.add_argument("--dataset", default="synthetic", help="for --models: catalog name or file path")
     c.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="for --models: one run per seed")
     c.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="for --models: a setting for every run")

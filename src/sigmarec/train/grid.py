@@ -26,9 +26,32 @@ class Job:
         return f"{self.model}-s{self.seed}"
 
 
+def model_seeds(models: Sequence[str], seeds: Sequence[int]) -> dict[str, list[int]]:
+    """Each ``--models`` entry with its seeds: ``MODEL`` runs ``seeds``, ``MODEL:1,2,3`` its own (three seeds of the
+    model that matters, one of each baseline). Unknown models and malformed seeds are refused before anything trains."""
+    from sigmarec.config import ConfigError
+    from sigmarec.models.registry import get_model_class
+
+    out: dict[str, list[int]] = {}
+    for entry in models:
+        name, sep, own = entry.partition(":")
+        get_model_class(name)
+        try:
+            chosen = [int(s) for s in own.split(",")] if sep else list(seeds)
+        except ValueError:
+            raise ConfigError(f"--models {entry!r}: expected MODEL or MODEL:SEED,SEED,... with integer seeds") from None
+        if not chosen or len(set(chosen)) != len(chosen):
+            raise ConfigError(f"--models {entry!r}: needs at least one seed, each once; got {chosen}")
+        if name in out:
+            raise ConfigError(f"--models names {name!r} twice")
+        out[name] = chosen
+    return out
+
+
 def plan(models: Sequence[str], seeds: Sequence[int], out: str | Path) -> dict[str, list[Job]]:
-    """The run directory of every (model, seed): ``OUT/MODEL-sSEED``, grouped by model."""
-    return {m: [Job(m, s, Path(out) / f"{m}-s{s}") for s in seeds] for m in models}
+    """The run directory of every (model, seed): ``OUT/MODEL-sSEED``, grouped by model (``MODEL:S1,S2`` entries
+    choose their own seeds; see ``model_seeds``)."""
+    return {m: [Job(m, s, Path(out) / f"{m}-s{s}") for s in ss] for m, ss in model_seeds(models, seeds).items()}
 
 
 def progress_line(job: Job) -> str:
