@@ -25,7 +25,7 @@ TINY = ["--set", "data.synthetic_users=120", "--set", "model.hidden_size=16", "-
 def test_models_take_their_own_seeds_and_bad_entries_fail_before_training():
     assert model_seeds(["sigma", "sasrec:1,3"], [1, 2]) == {"sigma": [1, 2], "sasrec": [1, 3]}
     for bad, says in ((["sasrc"], "unknown model 'sasrc'"), (["sasrec:1,x"], "integer seeds"),
-                      (["sasrec:1,1"], "each once"), (["sasrec", "sasrec:2"], "twice")):
+                      (["sasrec:1,1"], "each once"), (["sasrec:-1"], ">= 0"), (["sasrec", "sasrec:2"], "twice")):
         with pytest.raises(ConfigError, match=says):
             model_seeds(bad, [1])
 

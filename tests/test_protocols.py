@@ -120,7 +120,8 @@ def test_comirec_user_split_partitions_users_and_never_leaks():
     assert set(other.test.users) != test
 
 
-@pytest.mark.parametrize("field,value", [("user_split", [0.8, 0.2]), ("user_split", [1, 0, 0]), ("history_fraction", 1.0)])
+@pytest.mark.parametrize("field,value", [("user_split", [0.8, 0.2]), ("user_split", [1, 0, 0]), ("history_fraction", 1.0),
+                                         ("split_seed", -1)])
 def test_comirec_user_split_rejects_bad_settings(field, value):
     data = make_data([5] * 20)
     with pytest.raises(ValueError, match=field):

@@ -88,6 +88,7 @@ def test_option_values_are_checked_by_the_config_layer(key, value):
     ("train.clip_grad", -1), ("train.batch_size", 0), ("train.batch_size", -1), ("train.epochs", 0), ("train.epochs", -3),
     ("train.epochs", float("inf")), ("train.patience", 0), ("train.eval_every", 0), ("train.num_threads", -1),
     ("train.device", "bogus"), ("train.lr", float("nan")), ("data.max_len", 0), ("eval.batch_size", 0), ("eval.ks", [0]),
+    ("train.seed", -1), ("data.synthetic_seed", -2), ("eval.sampler_seed", -1),  # numpy's generators take no negative seed
 ])
 def test_nonsense_settings_are_rejected_naming_the_key(key, value):
     section, field = key.split(".")

@@ -85,6 +85,7 @@ class DataConfig:
             check(f"data.{name}", getattr(self, name) >= 0, "an integer >= 0 (0 = off)", getattr(self, name))
         check("data.session_gap", self.session_gap > 0, "a positive number of seconds", self.session_gap)
         check("data.synthetic_users", self.synthetic_users >= 1, "an integer >= 1", self.synthetic_users)
+        check("data.synthetic_seed", self.synthetic_seed >= 0, "an integer >= 0", self.synthetic_seed)
 
 
 @dataclass
@@ -125,6 +126,7 @@ class TrainConfig:
             check(f"train.{name}", getattr(self, name) >= 1, "an integer >= 1", getattr(self, name))
         check("train.clip_grad", self.clip_grad is None or (math.isfinite(self.clip_grad) and self.clip_grad > 0),
               "a positive number, or null for no clipping", self.clip_grad)
+        check("train.seed", self.seed >= 0, "an integer >= 0 (numpy's generators take no negative seed)", self.seed)
         check("train.num_threads", self.num_threads is None or self.num_threads >= 1, "an integer >= 1, or null", self.num_threads)
         check("train.device", re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None, "auto, cpu, mps, cuda or cuda:N",
               self.device)
@@ -151,6 +153,7 @@ class EvalConfig:
         check("eval.max_scores", self.max_scores >= 1, "an integer >= 1", self.max_scores)
         check("eval.item_chunk", self.item_chunk >= 0, "an integer >= 0 (0 = whole rows)", self.item_chunk)
         check("eval.sampled_negatives", self.sampled_negatives >= 0, "an integer >= 0 (0 = full ranking)", self.sampled_negatives)
+        check("eval.sampler_seed", self.sampler_seed >= 0, "an integer >= 0", self.sampler_seed)
 
 
 @dataclass

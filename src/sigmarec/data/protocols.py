@@ -147,6 +147,8 @@ def comirec_user_split(data: SequenceData, cfg: ProtocolConfig, max_len: int) ->
         raise ConfigError(f"protocol.user_split must be three non-negative shares train, valid, test, got {cfg.user_split!r}")
     if not 0 < cfg.history_fraction < 1:
         raise ConfigError(f"protocol.history_fraction must be in (0, 1), got {cfg.history_fraction!r}")
+    if cfg.split_seed < 0:
+        raise ConfigError(f"protocol.split_seed must be an integer >= 0, got {cfg.split_seed!r}")
     starts, ends = data.offsets[:-1], data.offsets[1:]
     lengths = ends - starts
     eligible = np.flatnonzero(lengths >= 2)

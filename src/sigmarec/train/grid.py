@@ -40,8 +40,8 @@ def model_seeds(models: Sequence[str], seeds: Sequence[int]) -> dict[str, list[i
             chosen = [int(s) for s in own.split(",")] if sep else list(seeds)
         except ValueError:
             raise ConfigError(f"--models {entry!r}: expected MODEL or MODEL:SEED,SEED,... with integer seeds") from None
-        if not chosen or len(set(chosen)) != len(chosen):
-            raise ConfigError(f"--models {entry!r}: needs at least one seed, each once; got {chosen}")
+        if not chosen or len(set(chosen)) != len(chosen) or min(chosen) < 0:
+            raise ConfigError(f"--models {entry!r}: needs at least one seed, each once and >= 0; got {chosen}")
         if name in out:
             raise ConfigError(f"--models names {name!r} twice")
         out[name] = chosen
