@@ -41,7 +41,8 @@ def model_seeds(models: Sequence[str], seeds: Sequence[int]) -> dict[str, list[i
         except ValueError:
             raise ConfigError(f"--models {entry!r}: expected MODEL or MODEL:SEED,SEED,... with integer seeds") from None
         if not chosen or len(set(chosen)) != len(chosen) or min(chosen) < 0:
-            raise ConfigError(f"--models {entry!r}: needs at least one seed, each once and >= 0; got {chosen}")
+            where = f"--models {entry!r}" if sep else "--seeds"
+            raise ConfigError(f"{where}: needs at least one seed, each once and >= 0; got {chosen}")
         if name in out:
             raise ConfigError(f"--models names {name!r} twice")
         out[name] = chosen
