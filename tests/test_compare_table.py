@@ -14,7 +14,7 @@ import pytest
 
 from sigmarec.config import ConfigError
 from sigmarec.evaluate.table import holm
-from sigmarec.train.grid import model_seeds
+from sigmarec.train.grid import Job, model_seeds, progress_line
 
 from conftest import run_cli
 
@@ -28,6 +28,22 @@ def test_models_take_their_own_seeds_and_bad_entries_fail_before_training():
                       (["sasrec:1,1"], "each once"), (["sasrec:-1"], ">= 0"), (["sasrec", "sasrec:2"], "twice")):
         with pytest.raises(ConfigError, match=says):
             model_seeds(bad, [1])
+
+
+def test_progress_line_shows_epoch_metric_and_time_left(tmp_path):
+    job = Job("sasrec", 1, tmp_path / "sasrec-s1")
+    assert progress_line(job) == "sasrec-s1: starting"
+    job.run_dir.mkdir()
+    (job.run_dir / "config.yaml").write_text("train:\n  epochs: 100\n  patience: 10\n  eval_every: 1\n")
+    seconds = [60, 60, 600, 60, 60]  # one disturbed epoch: the median ignores it
+    rows = [{"epoch": e, "loss": 1.0 / e, "train_seconds": t - 10, "eval_seconds": 10, "valid": {"ndcg@20": v}}
+            for e, t, v in zip(range(1, 6), seconds, [0.1, 0.3, 0.2, 0.25, 0.2])]
+    (job.run_dir / "epochs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    line = progress_line(job)  # best at epoch 2: patience ends at epoch 12, 7 epochs of 60 s; the budget 95 epochs
+    assert line == ("sasrec-s1: epoch 5, loss 0.2000, valid ndcg@20 0.2000 (best 0.3000 @ 2), "
+                    "time left ~7m00s (early stop) / 1h35m (budget)")
+    (job.run_dir / "metrics.json").write_text("{}")
+    assert progress_line(job) == "sasrec-s1: done"
 
 
 def test_holm_matches_a_worked_example():

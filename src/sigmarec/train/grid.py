@@ -72,11 +72,32 @@ def progress_line(job: Job) -> str:
     last = records[-1]
     text = f"{job.name}: epoch {last['epoch']}, loss {last['loss']:.4f}"
     validated = [r for r in records if r.get("valid")]
+    best_epoch = last["epoch"]
     if validated:
         metric = "ndcg@20" if "ndcg@20" in validated[-1]["valid"] else next(iter(validated[-1]["valid"]))
         best = max(validated, key=lambda r: r["valid"].get(metric, float("-inf")))
-        text += f", valid {metric} {validated[-1]['valid'][metric]:.4f} (best {best['valid'][metric]:.4f} @ {best['epoch']})"
-    return text
+        best_epoch = best["epoch"]
+        text += f", valid {metric} {validated[-1]['valid'][metric]:.4f} (best {best['valid'][metric]:.4f} @ {best_epoch})"
+    return text + _time_left(job, records, best_epoch)
+
+
+def _time_left(job: Job, records: list[dict], best_epoch: int) -> str:
+    """``, time left ~A (early stop) / B (budget)``: the median of the last epochs' seconds (robust to a paused or
+    disturbed epoch) times the epochs until patience runs out with no further improvement, and until train.epochs."""
+    from sigmarec.config import load_yaml
+    from sigmarec.train.trainer import fmt_seconds
+
+    try:
+        train = load_yaml(job.run_dir / "config.yaml").get("train", {})
+        epochs, patience, every = int(train["epochs"]), int(train["patience"]), int(train.get("eval_every", 1))
+    except (OSError, KeyError, TypeError, ValueError):
+        return ""
+    recent = [r.get("train_seconds", 0) + r.get("eval_seconds", 0) for r in records[-5:]]
+    per_epoch = sorted(recent)[len(recent) // 2]
+    done = records[-1]["epoch"]
+    budget = max(0, epochs - done)
+    stop = min(budget, max(0, best_epoch + patience * every - done))
+    return f", time left ~{fmt_seconds(stop * per_epoch)} (early stop) / {fmt_seconds(budget * per_epoch)} (budget)"
 
 
 def job_sets(job: Job, sets: Sequence[str]) -> list[str]:

@@ -371,7 +371,7 @@ class Trainer:
             msg = f"epoch {epoch:3d} loss {losses['loss']:.4f} ({train_s:.1f}s)"
             if "valid" in record:
                 msg += f" valid {tc.valid_metric} {record['valid'][tc.valid_metric]:.4f} (best {state['best_value']:.4f} @ {state['best_epoch']})"
-            log.info("%s  max time left %s", msg, _fmt_seconds(eta))
+            log.info("%s  max time left %s", msg, fmt_seconds(eta))
         state["finished"] = True
         if main:
             save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
@@ -394,7 +394,7 @@ class Trainer:
         return metrics
 
 
-def _fmt_seconds(s: float) -> str:
+def fmt_seconds(s: float) -> str:
     s = int(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
