@@ -46,6 +46,21 @@ def test_progress_line_shows_epoch_metric_and_time_left(tmp_path):
     assert progress_line(job) == "sasrec-s1: done"
 
 
+@pytest.mark.parametrize("extra,says", [
+    (["--set", "train.lrr=1"], "unknown key train.lrr"), (["--set", "model.hidden_size=-4"], "model.hidden_size"),
+    (["--focus", "gru4rec"], "--focus 'gru4rec' is not one of the models"), (["--metric", "recal@5"], "unknown metric"),
+    (["--out", "FILE"], "is a file; expected a folder"), (["--seeds", "-1"], "--seeds: needs"),
+])
+def test_a_bad_compare_request_fails_before_anything_trains(tmp_path, capsys, extra, says):
+    from sigmarec.cli import main
+
+    (tmp_path / "FILE").write_text("")
+    extra = [str(tmp_path / "FILE") if a == "FILE" else a for a in extra]
+    out = tmp_path / "cmp"
+    assert main(["compare", "--models", "sasrec", "--dataset", "synthetic", "--seeds", "1", "--out", str(out), *extra]) == 2
+    assert says in capsys.readouterr().err and not out.exists()
+
+
 def test_holm_matches_a_worked_example():
     # sorted p: .01 x 3 = .03; .03 x 2 = .06; .04 x 1 = .04 -> kept monotone: .06
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])

@@ -46,19 +46,24 @@ def _compare_table(args: argparse.Namespace) -> int:
 
     if args.jobs < 1 or args.threads < 1:
         raise ConfigError(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
+    if args.models and args.runs:
+        raise ConfigError("give either --runs (finished runs) or --models with --dataset and --seeds, not both")
+    if not args.models and not args.runs:
+        raise ConfigError("compare needs --runs (with --against for two groups), or --models and --dataset")
+    # everything that can be wrong with the request is refused here, before hours of training
+    metrics = normalize_metrics(list(TABLE_METRICS) + (args.metric or []))
+    default_out = f"runs/compare-{Path(args.dataset).name.split('.')[0]}" if args.models else None
+    out = Path(args.out or default_out) if (args.out or default_out) else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; expected a folder for the runs and the table")
     if args.models:
-        if args.runs:
-            raise ConfigError("give either --runs (finished runs) or --models with --dataset and --seeds, not both")
-        out = Path(args.out or f"runs/compare-{Path(args.dataset).name.split('.')[0]}")
         jobs = plan(args.models, args.seeds, out)
+        if args.focus and args.focus not in jobs:
+            raise ConfigError(f"--focus {args.focus!r} is not one of the models: {', '.join(jobs)}")
         train_missing(jobs, args.dataset, args.set or [], args.jobs, args.threads, echo=lambda line: print(line, flush=True))
         groups = {m: [j.run_dir for j in js] for m, js in jobs.items()}
-    elif args.runs:
-        groups = group_runs(args.runs)
-        out = Path(args.out) if args.out else None
     else:
-        raise ConfigError("compare needs --runs (with --against for two groups), or --models and --dataset")
-    metrics = normalize_metrics(list(TABLE_METRICS) + (args.metric or []))
+        groups = group_runs(args.runs)
     table = build_table(groups, metrics, args.split, args.focus, args.alpha, args.checkpoint, args.device)
     if args.json:
         print(json.dumps(_finite_or_none(table), indent=2))

@@ -107,20 +107,21 @@ def job_sets(job: Job, sets: Sequence[str]) -> list[str]:
 
 
 def check_existing(groups: dict[str, list[Job]], dataset: str, sets: Sequence[str] = ()) -> None:
-    """Refuse, before anything trains, a run directory already in the grid whose ``config.yaml`` differs from what
-    ``sigmarec train`` would now resolve for it (another ``--set``, a changed preset): a finished one would otherwise
+    """Resolve every job's configuration (a bad ``--set`` fails before anything trains) and refuse a run directory
+    already in the grid whose ``config.yaml`` differs from what ``sigmarec train`` would now resolve for it (another ``--set``, a changed preset): a finished one would otherwise
     be reused silently in the table, an unfinished one fail hours later. Budget and thread fields may differ."""
     from sigmarec.config import load_yaml, parse_set
     from sigmarec.runs import make_config
     from sigmarec.train.trainer import RESUMABLE_CHANGES, config_differences
 
     for job in (j for js in groups.values() for j in js):
+        overrides = parse_set(job_sets(job, sets))
+        overrides.setdefault("data", {})["dataset"] = dataset
+        requested = make_config(job.model, overrides)  # a bad --set fails here, for every job, before any training
         path = job.run_dir / "config.yaml"
         if not path.exists():
             continue
-        overrides = parse_set(job_sets(job, sets))
-        overrides.setdefault("data", {})["dataset"] = dataset
-        diff = config_differences(load_yaml(path), make_config(job.model, overrides))
+        diff = config_differences(load_yaml(path), requested)
         if diff:
             raise RunError(f"{job.run_dir} was trained with another configuration than this compare asks for "
                            f"({'; '.join(diff)}: stored vs requested); give compare another --out, or remove that run "
