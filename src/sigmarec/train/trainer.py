@@ -367,11 +367,17 @@ class Trainer:
                 if improved:  # with the optimizer and trainer state, so a run whose `last` is damaged can resume from here
                     save_checkpoint(ckpt_dir / "best", self.model, self.optimizer, {**state, tc.valid_metric: state["best_value"]})
                 save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
-            eta = np.mean(epoch_times) * (tc.epochs - epoch)
+            per_epoch = float(np.median(epoch_times[-5:]))  # the recent pace; a disturbed epoch does not skew it
+            budget = 0 if state["finished"] else tc.epochs - epoch
             msg = f"epoch {epoch:3d} loss {losses['loss']:.4f} ({train_s:.1f}s)"
             if "valid" in record:
                 msg += f" valid {tc.valid_metric} {record['valid'][tc.valid_metric]:.4f} (best {state['best_value']:.4f} @ {state['best_epoch']})"
-            log.info("%s  max time left %s", msg, fmt_seconds(eta))
+            if held_out:  # epochs until patience runs out if nothing improves, and until the budget
+                stop = min(budget, max(0, state["best_epoch"] + tc.patience * tc.eval_every - epoch))
+                log.info("%s  time left ~%s (early stop) / %s (budget)", msg, fmt_seconds(stop * per_epoch),
+                         fmt_seconds(budget * per_epoch))
+            else:
+                log.info("%s  time left %s", msg, fmt_seconds(budget * per_epoch))
         state["finished"] = True
         if main:
             save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
