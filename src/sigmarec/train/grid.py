@@ -108,8 +108,9 @@ def job_sets(job: Job, sets: Sequence[str]) -> list[str]:
 
 def check_existing(groups: dict[str, list[Job]], dataset: str, sets: Sequence[str] = ()) -> None:
     """Resolve every job's configuration (a bad ``--set`` fails before anything trains) and refuse a run directory
-    already in the grid whose ``config.yaml`` differs from what ``sigmarec train`` would now resolve for it (another ``--set``, a changed preset): a finished one would otherwise
-    be reused silently in the table, an unfinished one fail hours later. Budget and thread fields may differ."""
+    already in the grid whose ``config.yaml`` differs from what ``sigmarec train`` would now resolve for it (another
+    ``--set``, a changed preset): a finished one would otherwise be reused silently in the table, an unfinished one
+    fail hours later. Budget and thread fields may differ."""
     from sigmarec.config import load_yaml, parse_set
     from sigmarec.runs import make_config
     from sigmarec.train.trainer import RESUMABLE_CHANGES, config_differences
