@@ -61,6 +61,25 @@ def test_a_bad_compare_request_fails_before_anything_trains(tmp_path, capsys, ex
     assert says in capsys.readouterr().err and not out.exists()
 
 
+def test_a_row_never_averages_runs_of_different_configurations(tmp_path):
+    import yaml
+
+    from sigmarec.config import RunError
+    from sigmarec.evaluate.table import check_group_configs, group_runs
+    from sigmarec.runs import make_config
+
+    def run(name, **train):
+        (tmp_path / name).mkdir()
+        cfg = make_config("sasrec", {"train": train, "model": {"hidden_size": 16 if name != "sasrec-s3" else 32}})
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+        return tmp_path / name
+
+    same = [run("sasrec-s1", seed=1), run("sasrec-s2", seed=2, epochs=7)]  # seed and budget may differ
+    check_group_configs(group_runs(same))
+    with pytest.raises(RunError, match=r"row 'sasrec'.*model.hidden_size \(16 vs 32\)|row 'sasrec'.*model.hidden_size \(32 vs 16\)"):
+        check_group_configs(group_runs([*same, run("sasrec-s3", seed=3)]))
+
+
 def test_holm_matches_a_worked_example():
     # sorted p: .01 x 3 = .03; .03 x 2 = .06; .04 x 1 = .04 -> kept monotone: .06
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])

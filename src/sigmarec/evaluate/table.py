@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sigmarec.config import ConfigError, MissingFileError
+from sigmarec.config import ConfigError, MissingFileError, RunError, load_yaml
 from sigmarec.evaluate.ranking import per_case_metric
 from sigmarec.evaluate.paired import (
     _check_same_cases,
@@ -32,6 +32,7 @@ from sigmarec.evaluate.paired import (
     normalize_metrics,
 )
 from sigmarec.runs import load_run_config
+from sigmarec.runs.config import config_differences
 
 TABLE_METRICS = ("recall@20", "recall@40", "ndcg@20", "ndcg@40")
 BETTER, WORSE = "†", "‡"  # marks on another model's cell: the focus model is significantly better / worse
@@ -59,6 +60,19 @@ def group_runs(run_dirs: Sequence[str | Path]) -> dict[str, list[Path]]:
     return groups
 
 
+def check_group_configs(groups: dict[str, list[Path]]) -> None:
+    """A table row averages one configuration over seeds: every run of a group must hold its first run's
+    configuration except ``train.seed`` (and the budget fields a resume may change), or the row mixes models."""
+    for name, runs in groups.items():
+        ref = load_run_config(runs[0])
+        for p in runs[1:]:
+            diff = [d for d in config_differences(load_yaml(p / "config.yaml"), ref) if not d.startswith("train.seed ")]
+            if diff:
+                raise RunError(f"row {name!r} would average runs of different configurations: {p} vs {runs[0]} differ in "
+                               f"{'; '.join(diff)}; give them different directory names (a row is one name less its "
+                               "seed suffix)")
+
+
 def build_table(groups: dict[str, list[Path]], metrics: Sequence[str] = TABLE_METRICS, split: str = "test",
                 focus: str | None = None, alpha: float = 0.05, checkpoint: str = "best", device: str = "auto") -> dict[str, Any]:
     """Means, stds and per-run values of ``metrics`` for each group, and the focus group's paired tests against
@@ -71,6 +85,7 @@ def build_table(groups: dict[str, list[Path]], metrics: Sequence[str] = TABLE_ME
         raise ConfigError(f"--focus {focus!r} is not one of the models: {', '.join(groups)}")
     dirs = [p for runs in groups.values() for p in runs]
     _check_same_setup({p: load_run_config(p) for p in dirs})
+    check_group_configs(groups)
     loaded = {p: load_case_ranks(p, split, checkpoint, device) for p in dirs}
     _check_same_cases(loaded, split)
     per_user = {p: {m: _user_means(r.users, per_case_metric(r.ranks, m))[1] for m in metrics} for p, r in loaded.items()}

@@ -142,3 +142,35 @@ def refit_plan(run_dir: str | Path, model: str) -> tuple[Path, dict[str, Any], d
     if best < 1:
         raise RunError(f"{metrics_path}: best_epoch is {best}; a refit needs a run that validated at least once")
     return cfg_path, stored, {"protocol": {"train_on_valid": True}, "train": {"epochs": best}}
+
+
+# Settings a resumed run may change: the budget and where/how it runs, never what is learned
+# (``eval_every`` only decides when validation runs; every epoch reseeds, so training is unchanged).
+RESUMABLE_CHANGES = ("epochs", "patience", "eval_every", "progress", "num_threads", "device", "reuse_freed_memory")
+
+
+def _without_budget(cfg: dict) -> dict:
+    train = {k: v for k, v in (cfg.get("train") or {}).items() if k not in RESUMABLE_CHANGES}
+    return {**cfg, "train": train}
+
+
+def config_differences(stored: dict, cfg: RunConfig) -> list[str]:
+    """``section.field`` names where a run directory's stored config differs from ``cfg``, ignoring
+    the fields a resume may change. Fields the stored file lacks (added to the library after the run
+    began) take their current defaults, so a new option with its default never blocks a resume."""
+    if stored.get("model_name", cfg.model_name) != cfg.model_name:  # before the fields: they differ because of it
+        return [f"model_name ({stored.get('model_name')} vs {cfg.model_name}: the run was trained as "
+                f"{stored.get('model_name')})"]
+    try:
+        full = build_config(cfg.model_name, get_model_class(cfg.model_name).config_class, stored).to_dict()
+    except ValueError as e:  # a field this version no longer has, or a value it rejects
+        return [str(e)]
+    a, b = _without_budget(full), _without_budget(cfg.to_dict())
+    out = []
+    for section in sorted(set(a) | set(b)):
+        x, y = a.get(section), b.get(section)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += [f"{section}.{k} ({x.get(k)!r} vs {y.get(k)!r})" for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
+        elif x != y:
+            out.append(section)
+    return out

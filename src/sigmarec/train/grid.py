@@ -113,7 +113,7 @@ def check_existing(groups: dict[str, list[Job]], dataset: str, sets: Sequence[st
     fail hours later. Budget and thread fields may differ."""
     from sigmarec.config import load_yaml, parse_set
     from sigmarec.runs import make_config
-    from sigmarec.train.trainer import RESUMABLE_CHANGES, config_differences
+    from sigmarec.runs.config import RESUMABLE_CHANGES, config_differences
 
     for job in (j for js in groups.values() for j in js):
         overrides = parse_set(job_sets(job, sets))

@@ -22,56 +22,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sigmarec.config import ConfigError, RunConfig, RunError, TrainConfig, build_config, describe, load_yaml
+from sigmarec.config import ConfigError, RunConfig, RunError, TrainConfig, describe, load_yaml
 from sigmarec.data.batching import n_train_batches, train_batches
 from sigmarec.data.catalog import load_dataset
 from sigmarec.data.protocols import Split, make_split
 from sigmarec.data.sequences import SequenceData
 from sigmarec.evaluate.evaluator import evaluate
 from sigmarec.memory import reuse_freed_memory
-from sigmarec.models.registry import get_model_class
 from sigmarec.parallel import Distributed
 from sigmarec.train.distributed import shard, wrap_ddp
 from sigmarec.train.report import TensorBoard, end_summary, start_summary, write_curves
 from sigmarec.runs import (RunLock, build_model, check_data_pin, find_checkpoint, load_checkpoint, read_state, remove_checkpoint,
                            remove_stale_temporaries, resolve_device, save_data_snapshot,
                            save_checkpoint, write_json_atomic, write_text_atomic)
+from sigmarec.runs.config import RESUMABLE_CHANGES, config_differences  # noqa: F401 (RESUMABLE_CHANGES: re-exported)
 
 log = logging.getLogger("sigmarec")
 LOG_EVERY = 50  # steps between reading the summed losses back from the device (progress bar, non-finite check)
-
-
-# Settings a resumed run may change: the budget and where/how it runs, never what is learned
-# (``eval_every`` only decides when validation runs; every epoch reseeds, so training is unchanged).
 _IMPORTED = time.time()  # about when this process started working (its own CPU use is not another job's)
-RESUMABLE_CHANGES = ("epochs", "patience", "eval_every", "progress", "num_threads", "device", "reuse_freed_memory")
-
-
-def _without_budget(cfg: dict) -> dict:
-    train = {k: v for k, v in (cfg.get("train") or {}).items() if k not in RESUMABLE_CHANGES}
-    return {**cfg, "train": train}
-
-
-def config_differences(stored: dict, cfg: RunConfig) -> list[str]:
-    """``section.field`` names where a run directory's stored config differs from ``cfg``, ignoring
-    the fields a resume may change. Fields the stored file lacks (added to the library after the run
-    began) take their current defaults, so a new option with its default never blocks a resume."""
-    if stored.get("model_name", cfg.model_name) != cfg.model_name:  # before the fields: they differ because of it
-        return [f"model_name ({stored.get('model_name')} vs {cfg.model_name}: the run was trained as "
-                f"{stored.get('model_name')})"]
-    try:
-        full = build_config(cfg.model_name, get_model_class(cfg.model_name).config_class, stored).to_dict()
-    except ValueError as e:  # a field this version no longer has, or a value it rejects
-        return [str(e)]
-    a, b = _without_budget(full), _without_budget(cfg.to_dict())
-    out = []
-    for section in sorted(set(a) | set(b)):
-        x, y = a.get(section), b.get(section)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += [f"{section}.{k} ({x.get(k)!r} vs {y.get(k)!r})" for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
-        elif x != y:
-            out.append(section)
-    return out
 
 
 def free_cores() -> int:
