@@ -82,10 +82,9 @@ def progress_line(job: Job) -> str:
 
 
 def _time_left(job: Job, records: list[dict], best_epoch: int) -> str:
-    """``, time left ~A (early stop) / B (budget)``: the median of the last epochs' seconds (robust to a paused or
-    disturbed epoch) times the epochs until patience runs out with no further improvement, and until train.epochs."""
+    """``, time left ~A (early stop) / B (budget)`` from the run's epoch log and its ``config.yaml`` (``time_left``)."""
     from sigmarec.config import load_yaml
-    from sigmarec.train.trainer import fmt_seconds
+    from sigmarec.train.report import time_left
 
     try:
         train = load_yaml(job.run_dir / "config.yaml").get("train", {})
@@ -93,11 +92,7 @@ def _time_left(job: Job, records: list[dict], best_epoch: int) -> str:
     except (OSError, KeyError, TypeError, ValueError):
         return ""
     recent = [r.get("train_seconds", 0) + r.get("eval_seconds", 0) for r in records[-5:]]
-    per_epoch = sorted(recent)[len(recent) // 2]
-    done = records[-1]["epoch"]
-    budget = max(0, epochs - done)
-    stop = min(budget, max(0, best_epoch + patience * every - done))
-    return f", time left ~{fmt_seconds(stop * per_epoch)} (early stop) / {fmt_seconds(budget * per_epoch)} (budget)"
+    return ", time left " + time_left(recent, records[-1]["epoch"], epochs, best_epoch, patience * every)
 
 
 def job_sets(job: Job, sets: Sequence[str]) -> list[str]:

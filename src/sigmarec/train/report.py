@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,21 @@ class TensorBoard:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def fmt_seconds(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def time_left(recent_seconds: list[float], epoch: int, epochs: int, best_epoch: int | None = None,
+              patience_epochs: int = 0) -> str:
+    """The time left at the recent pace (median of ``recent_seconds``, so a paused or disturbed epoch does not skew
+    it): ``~A (early stop) / B (budget)``, A until ``patience_epochs`` after ``best_epoch`` if nothing improves and B
+    until ``epochs``; the budget's alone when nothing selects an epoch (``best_epoch`` None)."""
+    per_epoch = statistics.median(recent_seconds)
+    budget = max(0, epochs - epoch)
+    if best_epoch is None:
+        return fmt_seconds(budget * per_epoch)
+    stop = min(budget, max(0, best_epoch + patience_epochs - epoch))
+    return f"~{fmt_seconds(stop * per_epoch)} (early stop) / {fmt_seconds(budget * per_epoch)} (budget)"

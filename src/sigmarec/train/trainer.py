@@ -31,11 +31,11 @@ from sigmarec.evaluate.evaluator import evaluate
 from sigmarec.memory import reuse_freed_memory
 from sigmarec.parallel import Distributed
 from sigmarec.train.distributed import shard, wrap_ddp
-from sigmarec.train.report import TensorBoard, end_summary, start_summary, write_curves
+from sigmarec.train.report import TensorBoard, end_summary, start_summary, time_left, write_curves
 from sigmarec.runs import (RunLock, build_model, check_data_pin, find_checkpoint, load_checkpoint, read_state, remove_checkpoint,
                            remove_stale_temporaries, resolve_device, save_data_snapshot,
                            save_checkpoint, write_json_atomic, write_text_atomic)
-from sigmarec.runs.config import RESUMABLE_CHANGES, config_differences  # noqa: F401 (RESUMABLE_CHANGES: re-exported)
+from sigmarec.runs.config import RESUMABLE_CHANGES, config_differences
 
 log = logging.getLogger("sigmarec")
 LOG_EVERY = 50  # steps between reading the summed losses back from the device (progress bar, non-finite check)
@@ -335,17 +335,12 @@ class Trainer:
                 if improved:  # with the optimizer and trainer state, so a run whose `last` is damaged can resume from here
                     save_checkpoint(ckpt_dir / "best", self.model, self.optimizer, {**state, tc.valid_metric: state["best_value"]})
                 save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
-            per_epoch = float(np.median(epoch_times[-5:]))  # the recent pace; a disturbed epoch does not skew it
-            budget = 0 if state["finished"] else tc.epochs - epoch
             msg = f"epoch {epoch:3d} loss {losses['loss']:.4f} ({train_s:.1f}s)"
             if "valid" in record:
                 msg += f" valid {tc.valid_metric} {record['valid'][tc.valid_metric]:.4f} (best {state['best_value']:.4f} @ {state['best_epoch']})"
-            if held_out:  # epochs until patience runs out if nothing improves, and until the budget
-                stop = min(budget, max(0, state["best_epoch"] + tc.patience * tc.eval_every - epoch))
-                log.info("%s  time left ~%s (early stop) / %s (budget)", msg, fmt_seconds(stop * per_epoch),
-                         fmt_seconds(budget * per_epoch))
-            else:
-                log.info("%s  time left %s", msg, fmt_seconds(budget * per_epoch))
+            left = time_left(epoch_times[-5:], epoch, epoch if state["finished"] else tc.epochs,
+                             state["best_epoch"] if held_out else None, tc.patience * tc.eval_every)
+            log.info("%s  time left %s", msg, left)
         state["finished"] = True
         if main:
             save_checkpoint(ckpt_dir / "last", self.model, self.optimizer, state)
@@ -366,11 +361,6 @@ class Trainer:
             write_json_atomic(self.run_dir / "metrics.json", metrics)
         log.info("test %s", _fmt_metrics(metrics["test"]))
         return metrics
-
-
-def fmt_seconds(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def _fmt_metrics(m: dict[str, float]) -> str:
