@@ -40,7 +40,8 @@ def _compare_table(args: argparse.Namespace) -> int:
     """``compare --runs DIR...`` (finished runs, grouped by name) or ``--dataset D --models M... --seeds S...``
     (missing runs trained first): the results table with significance marks, its files and learning curves."""
     from sigmarec.evaluate.paired import normalize_metrics
-    from sigmarec.evaluate.table import TABLE_METRICS, build_table, group_runs, learning_curves, to_csv, to_latex, to_markdown
+    from sigmarec.evaluate.table import (TABLE_METRICS, build_table, check_focus, group_runs, learning_curves, to_csv,
+                                         to_latex, to_markdown)
     from sigmarec.runs import write_text_atomic
     from sigmarec.train.grid import plan, train_missing
 
@@ -52,14 +53,14 @@ def _compare_table(args: argparse.Namespace) -> int:
         raise ConfigError("compare needs --runs (with --against for two groups), or --models and --dataset")
     # everything that can be wrong with the request is refused here, before hours of training
     metrics = normalize_metrics(list(TABLE_METRICS) + (args.metric or []))
-    default_out = f"runs/compare-{Path(args.dataset).name.split('.')[0]}" if args.models else None
-    out = Path(args.out or default_out) if (args.out or default_out) else None
+    out = args.out or (f"runs/compare-{Path(args.dataset).name.split('.')[0]}" if args.models else None)
+    out = Path(out) if out else None
     if out is not None and out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file; expected a folder for the runs and the table")
     if args.models:
         jobs = plan(args.models, args.seeds, out)
-        if args.focus and args.focus not in jobs:
-            raise ConfigError(f"--focus {args.focus!r} is not one of the models: {', '.join(jobs)}")
+        if args.focus:
+            check_focus(args.focus, list(jobs))
         train_missing(jobs, args.dataset, args.set or [], args.jobs, args.threads, echo=lambda line: print(line, flush=True))
         groups = {m: [j.run_dir for j in js] for m, js in jobs.items()}
     else:

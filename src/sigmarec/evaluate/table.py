@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sigmarec.config import ConfigError, MissingFileError, RunError, load_yaml
+from sigmarec.config import ConfigError, MissingFileError, RunConfig, RunError
 from sigmarec.evaluate.ranking import per_case_metric
 from sigmarec.evaluate.paired import (
     _check_same_cases,
@@ -60,17 +60,23 @@ def group_runs(run_dirs: Sequence[str | Path]) -> dict[str, list[Path]]:
     return groups
 
 
-def check_group_configs(groups: dict[str, list[Path]]) -> None:
+def check_group_configs(groups: dict[str, list[Path]], cfgs: dict[Path, RunConfig]) -> None:
     """A table row averages one configuration over seeds: every run of a group must hold its first run's
-    configuration except ``train.seed`` (and the budget fields a resume may change), or the row mixes models."""
+    configuration (``cfgs``: each run's, as loaded) except ``train.seed`` (and the budget fields a resume may change),
+    or the row mixes models."""
     for name, runs in groups.items():
-        ref = load_run_config(runs[0])
         for p in runs[1:]:
-            diff = [d for d in config_differences(load_yaml(p / "config.yaml"), ref) if not d.startswith("train.seed ")]
+            diff = [d for d in config_differences(cfgs[p].to_dict(), cfgs[runs[0]]) if not d.startswith("train.seed ")]
             if diff:
                 raise RunError(f"row {name!r} would average runs of different configurations: {p} vs {runs[0]} differ in "
                                f"{'; '.join(diff)}; give them different directory names (a row is one name less its "
                                "seed suffix)")
+
+
+def check_focus(focus: str, names: Sequence[str]) -> None:
+    """``focus`` must name one of the table's models (checked before a compare trains, and again on the table)."""
+    if focus not in names:
+        raise ConfigError(f"--focus {focus!r} is not one of the models: {', '.join(names)}")
 
 
 def build_table(groups: dict[str, list[Path]], metrics: Sequence[str] = TABLE_METRICS, split: str = "test",
@@ -81,11 +87,11 @@ def build_table(groups: dict[str, list[Path]], metrics: Sequence[str] = TABLE_ME
     if not groups:
         raise ConfigError("a table needs at least one model's runs; got none")
     focus = focus or next(iter(groups))
-    if focus not in groups:
-        raise ConfigError(f"--focus {focus!r} is not one of the models: {', '.join(groups)}")
+    check_focus(focus, list(groups))
     dirs = [p for runs in groups.values() for p in runs]
-    _check_same_setup({p: load_run_config(p) for p in dirs})
-    check_group_configs(groups)
+    cfgs = {p: load_run_config(p) for p in dirs}
+    _check_same_setup(cfgs)
+    check_group_configs(groups, cfgs)
     loaded = {p: load_case_ranks(p, split, checkpoint, device) for p in dirs}
     _check_same_cases(loaded, split)
     per_user = {p: {m: _user_means(r.users, per_case_metric(r.ranks, m))[1] for m in metrics} for p, r in loaded.items()}
@@ -196,8 +202,9 @@ def to_latex(table: dict[str, Any]) -> str:
 
 
 def to_csv(table: dict[str, Any]) -> str:
-    """One row per model: its number of runs, then mean and std (empty for one run) per metric, and the focus model's tests against it (Wilcoxon and paired-t
-    p, each Holm-corrected over the compared models; the mark is the Wilcoxon's)."""
+    """One row per model: its number of runs, then mean and std (empty for one run) per metric, and the focus model's
+    tests against it (Wilcoxon and paired-t p, each Holm-corrected over the compared models; the mark is the
+    Wilcoxon's)."""
     buf = io.StringIO()
     w = csv.writer(buf)
     metrics = table["metrics"]
