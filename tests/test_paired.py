@@ -15,6 +15,7 @@ from sigmarec.evaluate.evaluator import case_ranks
 from sigmarec.evaluate.paired import (compare, group_name, load_case_ranks, paired_test, per_user_metric,
                                       ranks_cache_path)
 from sigmarec.evaluate.ranking import metrics_from_ranks, parse_metric, per_case_metric
+from sigmarec.config import RunError
 from sigmarec.runs import load_run, make_config
 from sigmarec.train.trainer import Trainer
 
@@ -157,6 +158,13 @@ def test_ranks_are_cached_and_invalidated_by_a_new_checkpoint(runs, tmp_path, mo
     assert not stale.cached and np.array_equal(stale.ranks, first.ranks)
     assert load_case_ranks(run_dir, device="cpu").cached
     assert not load_case_ranks(run_dir, device="cpu", recompute=True).cached
+
+    # a run kept without its weights (checkpoints removed) is still compared from its cached ranks, and only from them
+    shutil.rmtree(run_dir / "checkpoints")
+    kept = load_case_ranks(run_dir, device="cpu", recompute=True)
+    assert kept.cached and np.array_equal(kept.ranks, first.ranks)
+    with pytest.raises(RunError, match="no 'best' checkpoint and no cached ranks on 'valid'"):
+        load_case_ranks(run_dir, split="valid", device="cpu")
 
 
 def edited_copy(src, dst, section, key, value):

@@ -80,13 +80,14 @@ def _rank_settings(cfg: RunConfig) -> str:
 
 def _fingerprint(run_dir: Path, checkpoint: str, cfg: RunConfig, n_cases: int) -> dict[str, Any]:
     """What the cached ranks depend on: the checkpoint's weights file (size, mtime), the number of
-    cases of the split and the eval settings that change ranks."""
+    cases of the split and the eval settings that change ranks. A run whose checkpoints were removed (kept for its
+    record, e.g. archived without its weights) has no checkpoint fields: its cache is then the only source."""
+    base = {"version": CACHE_VERSION, "n_cases": int(n_cases), "eval": _rank_settings(cfg)}
     ckpt = find_checkpoint(run_dir / "checkpoints" / checkpoint)
     if ckpt is None:
-        raise RunError(f"{run_dir}: no '{checkpoint}' checkpoint; has training run for at least one epoch?")
+        return base
     st = (ckpt / "model.safetensors").stat()
-    return {"version": CACHE_VERSION, "checkpoint_size": int(st.st_size), "checkpoint_mtime_ns": int(st.st_mtime_ns),
-            "n_cases": int(n_cases), "eval": _rank_settings(cfg)}
+    return {**base, "checkpoint_size": int(st.st_size), "checkpoint_mtime_ns": int(st.st_mtime_ns)}
 
 
 def _read_cache(path: Path, fingerprint: dict[str, Any], users: np.ndarray, targets: np.ndarray) -> np.ndarray | None:
@@ -112,7 +113,7 @@ def _write_cache(path: Path, fingerprint: dict[str, Any], users: np.ndarray, tar
         make_readable(tmp)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, users=users, targets=targets, ranks=ranks, **{k: np.asarray(v) for k, v in fingerprint.items()})
+                np.savez_compressed(f, users=users, targets=targets, ranks=ranks, **{k: np.asarray(v) for k, v in fingerprint.items()})
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -133,9 +134,15 @@ def load_case_ranks(run_dir: str | Path, split: str = "test", checkpoint: str = 
     targets = np.asarray(cases.targets, dtype=np.int64)
     fingerprint = _fingerprint(run_dir, checkpoint, cfg, len(cases))
     path = ranks_cache_path(run_dir, split, checkpoint)
-    ranks = None if recompute else _read_cache(path, fingerprint, users, targets)
+    has_weights = "checkpoint_size" in fingerprint  # without weights only the cache can answer (recompute or not)
+    ranks = None if (recompute and has_weights) else _read_cache(path, fingerprint, users, targets)
     if ranks is not None:
+        if not has_weights:
+            log.info("%s: no '%s' checkpoint; using its cached ranks (%s)", run_dir, checkpoint, path)
         return CaseRanks(run_dir, cfg, users, targets, ranks, cached=True)
+    if not has_weights:
+        raise RunError(f"{run_dir}: no '{checkpoint}' checkpoint and no cached ranks on '{split}' that match its cases "
+                       f"and eval settings ({path}); has training run for at least one epoch?")
     run = load_run(run_dir, checkpoint, device)
     ranks = case_ranks(run.model, run.data, cases, run.cfg.eval, run.cfg.data.max_len, run.device)
     if _fingerprint(run_dir, checkpoint, run.cfg, len(cases)) == fingerprint:  # not rewritten meanwhile
