@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sigmarec.models.layers.chunked_ce import chunked_cross_entropy
+from sigmarec.models.layers.softmax_ce import softmax_cross_entropy
 
 NextItemLoss = Literal["ce", "ce_chunked", "bce", "sampled", "sampled_logq"]  # the next-item losses every model offers
 CE_CHUNK = 8192  # items per chunk of ce_chunked: [M, 8192] float32 logits at a time
@@ -19,7 +20,8 @@ def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Ten
                    temperature: float = 1.0) -> torch.Tensor:
     """Mean loss over rows of ``hidden`` [M, d] with ``targets`` [M] (all > 0); ``items`` [N + 1, d].
 
-    - ``ce``: full softmax cross-entropy over all items (padding excluded).
+    - ``ce``: full softmax cross-entropy over all items (padding excluded), as one fused autograd node
+      (``layers/softmax_ce.py``: ``F.cross_entropy``'s value and gradients with less traffic over the logits).
     - ``ce_chunked``: the same loss and gradients computed over chunks of ``CE_CHUNK`` items, never holding the
       ``[M, N]`` logits (``layers/chunked_ce.py``): for catalogs of 10^5-10^6 items.
     - ``bce``: binary cross-entropy, target vs one uniformly sampled negative per position
@@ -37,7 +39,7 @@ def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Ten
         hidden = hidden / temperature  # scale the small [M, d] side, not the [M, N] logits
     if kind == "ce":
         # padding is left out by scoring rows 1..N only (no in-place -inf, which autograd would copy)
-        return F.cross_entropy((hidden @ items[1:].T).float(), targets - 1)
+        return softmax_cross_entropy(hidden, items[1:], targets - 1)
     if kind == "ce_chunked":
         return chunked_cross_entropy(hidden, items[1:], targets - 1, CE_CHUNK)
     if kind == "bce":
