@@ -32,8 +32,9 @@ def archive(src: Path, dest: Path, split: str = "test") -> list[str]:
                 shutil.copy2(run / name, tmp / name)
         shutil.copy2(ranks_cache_path(run, split), tmp / "eval")
         log = src / f"{run.name}.log"
-        if log.exists():
-            shutil.copy2(log, dest / log.name)
+        if log.exists():  # beside the run, also whole or not at all
+            shutil.copy2(log, tmp / log.name)
+            (tmp / log.name).replace(dest / log.name)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         done.append(run.name)
