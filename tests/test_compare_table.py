@@ -135,3 +135,26 @@ def test_compare_trains_what_is_missing_resumes_after_a_kill_and_writes_the_tabl
     assert "training" not in mixed.stdout
     gru_csv = next(r for r in (out / "table.csv").read_text().splitlines() if r.startswith("gru4rec,"))
     assert gru_csv.split(",")[1:4] == ["1", gru_csv.split(",")[2], ""]  # runs 1, a mean, an empty std
+
+
+def test_a_two_group_compare_refuses_a_group_of_different_configurations(tmp_path):
+    """``compare --runs A... --against B...`` averages each group's runs per user, so each group must be one
+    configuration (seeds apart), as a table row must; refused before any run is ranked."""
+    import yaml
+
+    from sigmarec.config import RunError
+    from sigmarec.evaluate.paired import compare
+    from sigmarec.runs import make_config
+
+    def run(name, hidden, seed):
+        (tmp_path / name).mkdir()
+        cfg = make_config("sasrec", {"train": {"seed": seed}, "model": {"hidden_size": hidden}})
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+        return tmp_path / name
+
+    a = [run("a-s1", 16, 1), run("a-s2", 32, 2)]
+    b = [run("b-s1", 16, 1)]
+    with pytest.raises(RunError, match=r"group A \(--runs\).*model.hidden_size"):
+        compare(a, b)
+    with pytest.raises(RunError, match=r"group B \(--against\).*model.hidden_size"):
+        compare(b, a)

@@ -26,6 +26,7 @@ from sigmarec.files import make_readable
 from sigmarec.evaluate.evaluator import case_ranks
 from sigmarec.evaluate.ranking import parse_metric, per_case_metric
 from sigmarec.runs import find_checkpoint, load_run, load_run_config, load_run_data
+from sigmarec.runs.config import config_differences
 
 log = logging.getLogger("sigmarec")
 
@@ -215,6 +216,16 @@ def _check_same_setup(cfgs: dict[Path, RunConfig]) -> None:
             raise RunError(f"cannot compare runs with different {what}: {_describe(values)}")
 
 
+def check_one_config(runs: Sequence[Path], cfgs: dict[Path, RunConfig], label: str, hint: str = "") -> None:
+    """The runs averaged into one per-user value (the seeds of a row or of a group) must hold the first run's
+    configuration except ``train.seed`` (and the budget fields a resume may change), or the average mixes models."""
+    for p in runs[1:]:
+        diff = [d for d in config_differences(cfgs[p].to_dict(), cfgs[runs[0]]) if not d.startswith("train.seed ")]
+        if diff:
+            raise RunError(f"{label} would average runs of different configurations: {p} vs {runs[0]} differ in "
+                           f"{'; '.join(diff)}{hint}")
+
+
 def _check_same_cases(loaded: dict[Path, CaseRanks], split: str) -> None:
     """Every run must have the same evaluation cases (users and targets) on ``split``."""
     ref_path, ref = next(iter(loaded.items()))
@@ -296,6 +307,8 @@ def _load_groups(groups_a: Sequence[str | Path], groups_b: Sequence[str | Path],
             raise MissingFileError(f"{p}: no such run directory")
     cfgs = {p: load_run_config(p) for p in dict.fromkeys(dirs_a + dirs_b)}  # fail fast, before any ranking
     _check_same_setup(cfgs)
+    check_one_config(dirs_a, cfgs, "group A (--runs)", "; compare them as separate groups")
+    check_one_config(dirs_b, cfgs, "group B (--against)", "; compare them as separate groups")
     loaded = {p: load_case_ranks(p, split, checkpoint, device, recompute) for p in cfgs}
     _check_same_cases(loaded, split)
     return dirs_a, dirs_b, loaded

@@ -28,11 +28,11 @@ from sigmarec.evaluate.paired import (
     _check_same_setup,
     _paired_stats,
     _user_means,
+    check_one_config,
     load_case_ranks,
     normalize_metrics,
 )
 from sigmarec.runs import load_run_config
-from sigmarec.runs.config import config_differences
 
 TABLE_METRICS = ("recall@20", "recall@40", "ndcg@20", "ndcg@40")
 BETTER, WORSE = "†", "‡"  # marks on another model's cell: the focus model is significantly better / worse
@@ -61,16 +61,11 @@ def group_runs(run_dirs: Sequence[str | Path]) -> dict[str, list[Path]]:
 
 
 def check_group_configs(groups: dict[str, list[Path]], cfgs: dict[Path, RunConfig]) -> None:
-    """A table row averages one configuration over seeds: every run of a group must hold its first run's
-    configuration (``cfgs``: each run's, as loaded) except ``train.seed`` (and the budget fields a resume may change),
-    or the row mixes models."""
+    """A table row averages one configuration over seeds (``cfgs``: each run's, as loaded): see
+    :func:`check_one_config`."""
     for name, runs in groups.items():
-        for p in runs[1:]:
-            diff = [d for d in config_differences(cfgs[p].to_dict(), cfgs[runs[0]]) if not d.startswith("train.seed ")]
-            if diff:
-                raise RunError(f"row {name!r} would average runs of different configurations: {p} vs {runs[0]} differ in "
-                               f"{'; '.join(diff)}; give them different directory names (a row is one name less its "
-                               "seed suffix)")
+        check_one_config(runs, cfgs, f"row {name!r}", "; give them different directory names (a row is one name less "
+                         "its seed suffix)")
 
 
 def check_focus(focus: str, names: Sequence[str]) -> None:
