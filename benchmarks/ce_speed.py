@@ -7,7 +7,8 @@ materialised logits, measured in one process, alternating the two (ABAB...) so d
 
     python benchmarks/ce_speed.py --dataset beauty --models sasrec acvae --threads 1 --batches 20 --rounds 3
 
-Writes one JSON line per measurement to stdout and ``benchmarks/results/ce_speed.jsonl``.
+Writes one JSON line per model to stdout and ``benchmarks/results/ce_speed.jsonl`` (with date, code, machine and
+command, as ``benchmarks/run.py`` records).
 """
 
 from __future__ import annotations
@@ -16,20 +17,15 @@ import argparse
 import json
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from run import record, setup_model, train_seconds  # benchmarks/run.py, beside this script
 from sigmarec.data.batching import train_batches
-from sigmarec.data.catalog import load_dataset
-from sigmarec.data.protocols import make_split
 from sigmarec.models.layers import losses
 from sigmarec.models.layers.softmax_ce import softmax_cross_entropy
-from sigmarec.runs import build_model, make_config
-
-OUT = Path(__file__).parent / "results" / "ce_speed.jsonl"
 
 
 def reference_ce(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -60,23 +56,6 @@ def time_loss(fn, m: int, n: int, d: int, repeats: int) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def time_steps(model, opt, batches) -> float:
-    t0 = time.perf_counter()
-    for b in batches:
-        loss = model(b)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return (time.perf_counter() - t0) / len(batches)
-
-
-def emit(row: dict) -> None:
-    print(json.dumps(row), flush=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with OUT.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="beauty")
@@ -88,32 +67,30 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     session = time.strftime("%Y%m%d-%H%M%S")
     for name in args.models:
-        cfg = make_config(name, {"data": {"dataset": args.dataset}, "train": {"num_threads": args.threads}})
-        data = load_dataset(cfg.data)
-        split = make_split(data, cfg.protocol, cfg.data.max_len)
-        torch.manual_seed(0)
-        model = build_model(cfg, data, split)
+        cfg, data, split, model = setup_model(name, {"data": {"dataset": args.dataset}, "train": {"num_threads": args.threads}})
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         batches = list(train_batches(split, cfg.train.batch_size, cfg.data.max_len, np.random.default_rng(0), True))
-        batches = batches[: args.batches + 2]
-        m = int(np.median([int((b.targets > 0).sum()) for b in batches]))
-        d = model.item_embeddings().shape[1]
-        n = data.n_items
-        loss_t = {"reference": [], "fused": []}
-        step_t = {"reference": [], "fused": []}
-        time_steps(model, opt, batches[:2])  # warm-up
+        warm, timed = batches[:2], batches[2: args.batches + 2]
+        m = int(np.median([int((b.targets > 0).sum()) for b in warm + timed]))
+        d, n = model.item_embeddings().shape[1], data.n_items
+        kernels = {"reference": reference_ce, "fused": softmax_cross_entropy}
+        loss_t = {label: [] for label in kernels}
+        step_t = {label: [] for label in kernels}
+        train_seconds(model, opt, warm)
         for _ in range(args.rounds):
-            for label, fn in (("reference", reference_ce), ("fused", softmax_cross_entropy)):
+            for label, fn in kernels.items():
                 loss_t[label].append(time_loss(fn, m, n, d, 5))
                 with loss_impl(fn):
-                    step_t[label].append(time_steps(model, opt, batches[2:]))
-        med = {k: float(np.median(v)) for k, v in (("loss_ref", loss_t["reference"]), ("loss_fused", loss_t["fused"]),
-                                                   ("step_ref", step_t["reference"]), ("step_fused", step_t["fused"]))}
-        emit({"session": session, "dataset": args.dataset, "model": name, "threads": args.threads,
-              "loss_shape": [m, n, d], "sec_loss_reference": med["loss_ref"], "sec_loss_fused": med["loss_fused"],
-              "loss_speedup": med["loss_ref"] / med["loss_fused"], "sec_step_reference": med["step_ref"],
-              "sec_step_fused": med["step_fused"], "step_speedup": med["step_ref"] / med["step_fused"],
-              "batches": len(batches) - 2, "rounds": args.rounds, "torch": torch.__version__})
+                    step_t[label].append(train_seconds(model, opt, timed) / len(timed))
+        loss_s = {label: float(np.median(v)) for label, v in loss_t.items()}
+        step_s = {label: float(np.median(v)) for label, v in step_t.items()}
+        row = {"session": session, "dataset": args.dataset, "model": name, "threads": args.threads,
+               "loss_shape": [m, n, d], "sec_loss_reference": loss_s["reference"], "sec_loss_fused": loss_s["fused"],
+               "loss_speedup": loss_s["reference"] / loss_s["fused"], "sec_step_reference": step_s["reference"],
+               "sec_step_fused": step_s["fused"], "step_speedup": step_s["reference"] / step_s["fused"],
+               "batches": len(timed), "rounds": args.rounds, "torch": torch.__version__}
+        print(json.dumps(row), flush=True)
+        record("ce_speed", row)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ def main() -> None:
     from sigmarec.memory import reuse_freed_memory
     from sigmarec.runs import build_model, make_config
 
+    from run import train_seconds  # benchmarks/run.py, beside this script
+
     p = argparse.ArgumentParser()
     p.add_argument("--dataset", default="beauty")
     p.add_argument("--threads", type=int, default=1)
@@ -80,15 +82,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model(cfg, data, split)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    times = []
-    for _ in range(args.epochs):
-        t0 = time.perf_counter()
-        for b in batches:
-            loss = model(b)["loss"]
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        times.append(time.perf_counter() - t0)
+    times = [train_seconds(model, opt, batches) for _ in range(args.epochs)]
     epoch = float(np.median(times))
     rate = (rate_fwd + 2 * rate_bwd) / 3
     bound_compute = (flops_logits + flops_tf) / (rate * 1e9)

@@ -64,6 +64,29 @@ def record(name: str, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
+def setup_model(name: str, overrides: dict) -> tuple:
+    """``(cfg, data, split, model)`` for a speed measurement: the model's resolved config with ``overrides``, its
+    data set and split, and the model built under seed 0."""
+    cfg = make_config(name, overrides)
+    data = load_dataset(cfg.data)
+    split = make_split(data, cfg.protocol, cfg.data.max_len)
+    torch.manual_seed(0)
+    return cfg, data, split, build_model(cfg, data, split)
+
+
+def train_seconds(model, opt: torch.optim.Optimizer, batches) -> float:
+    """Wall seconds of one pass of training steps over ``batches`` (loss, backward, optimizer step, the model's
+    per-step schedule), as the trainer takes them."""
+    t0 = time.perf_counter()
+    for b in batches:
+        loss = model(b)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.on_train_step()
+    return time.perf_counter() - t0
+
+
 def accuracy(args: argparse.Namespace) -> None:
     for seed in args.seeds:
         overrides = {"data": {"dataset": args.dataset, "max_len": args.max_len},
@@ -103,23 +126,12 @@ def speed(args: argparse.Namespace) -> None:
     session = time.strftime("%Y%m%d-%H%M%S")
     rows = []
     for name in args.models:
-        cfg = make_config(name, {"data": {"dataset": args.dataset}, "train": {"num_threads": args.threads}})
-        data = load_dataset(cfg.data)
-        split = make_split(data, cfg.protocol, cfg.data.max_len)
-        torch.manual_seed(0)
-        model = build_model(cfg, data, split)
+        cfg, data, split, model = setup_model(name, {"data": {"dataset": args.dataset}, "train": {"num_threads": args.threads}})
         model.on_epoch_start(10**6)  # schedules fully on (e.g. SIGMA's hard interests after warm-up)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        times = []
-        for epoch in range(args.epochs):
-            t0 = time.time()
-            for b in train_batches(split, cfg.train.batch_size, cfg.data.max_len, np.random.default_rng(epoch), not args.no_bucket):
-                loss = model(b)["loss"]
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                model.on_train_step()
-            times.append(time.time() - t0)
+        times = [train_seconds(model, opt, train_batches(split, cfg.train.batch_size, cfg.data.max_len,
+                                                         np.random.default_rng(epoch), not args.no_bucket))
+                 for epoch in range(args.epochs)]
         t0 = time.time()
         evaluate(model, data, split.test, cfg.eval, cfg.data.max_len)
         eval_s = time.time() - t0
