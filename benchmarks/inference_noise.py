@@ -12,24 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import stats
 
+from run import record  # benchmarks/run.py, beside this script
 from sigmarec.evaluate.evaluator import case_ranks
-from sigmarec.evaluate.ranking import metrics_from_ranks
+from sigmarec.evaluate.ranking import per_case_metric
 from sigmarec.runs.load import load_run
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def per_user(ranks: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-user recall@k and ndcg@k from 0-based single-target ranks."""
-    hit = ranks < k
-    return hit.astype(float), np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0)
 
 
 def main() -> None:
@@ -51,24 +42,21 @@ def main() -> None:
     for d in range(args.draws):
         torch.manual_seed(d)
         noisy.append(case_ranks(run.model, run.data, cases, ec, L, run.device))
-    row: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "run": args.run_dir, "draws": args.draws, "cases": len(cases),
-                 "deterministic": {m: round(v, 4) for m, v in metrics_from_ranks(base, args.k).items()
-                                   if m.split("@")[0] in ("recall", "ndcg")},
-                 "noisy_per_draw": [{m: round(v, 4) for m, v in metrics_from_ranks(r, args.k).items()
-                                     if m.split("@")[0] in ("recall", "ndcg")} for r in noisy]}
+    metrics = [f"{name}@{k}" for k in args.k for name in ("recall", "ndcg")]
+    base_user = {m: per_case_metric(base, m) for m in metrics}
+    noisy_user = [{m: per_case_metric(r, m) for m in metrics} for r in noisy]
+    row: dict = {"run": args.run_dir, "draws": args.draws, "cases": len(cases),
+                 "deterministic": {m: round(float(v.mean()), 4) for m, v in base_user.items()},
+                 "noisy_per_draw": [{m: round(float(v.mean()), 4) for m, v in draw.items()} for draw in noisy_user]}
     tests = {}
-    for k in args.k:
-        r0, n0 = per_user(base, k)
-        pairs = [per_user(r, k) for r in noisy]
-        r1, n1 = np.mean([x[0] for x in pairs], 0), np.mean([x[1] for x in pairs], 0)
-        for name, a, b in ((f"recall@{k}", r1, r0), (f"ndcg@{k}", n1, n0)):
-            tests[name] = {"noisy_mean": round(float(a.mean()), 4), "deterministic": round(float(b.mean()), 4),
-                           "relative": round(float(a.mean() / b.mean() - 1), 4),
-                           "wilcoxon_p": float(stats.wilcoxon(a, b).pvalue), "ttest_p": float(stats.ttest_rel(a, b).pvalue)}
+    for m in metrics:
+        a, b = np.mean([draw[m] for draw in noisy_user], 0), base_user[m]  # per user, noise averaged over draws
+        tests[m] = {"noisy_mean": round(float(a.mean()), 4), "deterministic": round(float(b.mean()), 4),
+                    "relative": round(float(a.mean() / b.mean() - 1), 4),
+                    "wilcoxon_p": float(stats.wilcoxon(a, b).pvalue), "ttest_p": float(stats.ttest_rel(a, b).pvalue)}
     row["noisy_vs_deterministic"] = tests
     print(json.dumps(row, indent=1))
-    with open(ROOT / "benchmarks" / "results" / "inference_noise.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
+    record("inference_noise", row)  # with date, time, code, machine and command
 
 
 if __name__ == "__main__":

@@ -17,13 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def matmul_rate(m: int, k: int, n: int, repeats: int = 5) -> float:
     """GFLOP/s of an [m, k] @ [k, n] fp32 product (median of ``repeats``)."""
@@ -52,12 +48,9 @@ def bandwidth(gb: float = 1.0, repeats: int = 5) -> float:
 
 def main() -> None:
     from sigmarec.data.batching import train_batches
-    from sigmarec.data.catalog import load_dataset
-    from sigmarec.data.protocols import make_split
     from sigmarec.memory import reuse_freed_memory
-    from sigmarec.runs import build_model, make_config
 
-    from run import train_seconds  # benchmarks/run.py, beside this script
+    from run import record, setup_model, train_seconds  # benchmarks/run.py, beside this script
 
     p = argparse.ArgumentParser()
     p.add_argument("--dataset", default="beauty")
@@ -68,9 +61,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     reused = False if args.no_reuse else reuse_freed_memory()  # as the trainer does on CPU by default
-    cfg = make_config("sasrec", {"data": {"dataset": args.dataset}, "model": {"loss": args.loss}})
-    data = load_dataset(cfg.data)
-    split = make_split(data, cfg.protocol, cfg.data.max_len)
+    cfg, data, split, model = setup_model("sasrec", {"data": {"dataset": args.dataset}, "model": {"loss": args.loss}})
     d, layers, L, N = cfg.model.hidden_size, cfg.model.n_layers, cfg.data.max_len, data.n_items
     batches = list(train_batches(split, cfg.train.batch_size, L, np.random.default_rng(0)))
     T = int(sum(int((b.targets > 0).sum()) for b in batches))
@@ -82,15 +73,13 @@ def main() -> None:
     bytes_logits = passes * T * N * 4
     rate_fwd, rate_bwd = matmul_rate(m, d, N), matmul_rate(N, m, d)  # [m,d]@[d,N]; the item gradient [N,m]@[m,d]
     bw = bandwidth()
-    torch.manual_seed(0)
-    model = build_model(cfg, data, split)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     times = [train_seconds(model, opt, batches) for _ in range(args.epochs)]
     epoch = float(np.median(times))
     rate = (rate_fwd + 2 * rate_bwd) / 3
     bound_compute = (flops_logits + flops_tf) / (rate * 1e9)
     bound_memory = bytes_logits / (bw * 1e9)
-    row = {"date": time.strftime("%Y-%m-%d %H:%M"), "dataset": args.dataset, "loss": args.loss, "threads": args.threads,
+    row = {"dataset": args.dataset, "loss": args.loss, "threads": args.threads,
            "reuse_freed_memory": reused,
            "targets": T, "positions": P, "items": N, "median_batch_targets": m, "gflop_logits": round(flops_logits / 1e9, 1),
            "gflop_transformer": round(flops_tf / 1e9, 1), "logit_passes": passes, "gb_logits_traffic": round(bytes_logits / 1e9, 1),
@@ -99,8 +88,7 @@ def main() -> None:
            "roofline_s": round(max(bound_compute, bound_memory), 1), "no_overlap_s": round(bound_compute + bound_memory, 1),
            "epoch_s": round(epoch, 1), "epoch_over_roofline": round(epoch / max(bound_compute, bound_memory), 2)}
     print(json.dumps(row))
-    with open(ROOT / "benchmarks" / "results" / "roofline.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
+    record("roofline", row)  # with date, time, code, machine and command
 
 
 if __name__ == "__main__":
