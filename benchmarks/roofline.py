@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+
 def matmul_rate(m: int, k: int, n: int, repeats: int = 5) -> float:
     """GFLOP/s of an [m, k] @ [k, n] fp32 product (median of ``repeats``)."""
     a, b = torch.randn(m, k), torch.randn(k, n)
