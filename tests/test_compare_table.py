@@ -13,7 +13,7 @@ import time
 import pytest
 
 from sigmarec.config import ConfigError
-from sigmarec.evaluate.table import holm
+from sigmarec.evaluate.table import holm, learning_curves, line_styles
 from sigmarec.train.grid import Job, model_seeds, progress_line
 
 from conftest import run_cli
@@ -44,6 +44,30 @@ def test_progress_line_shows_epoch_metric_and_time_left(tmp_path):
                     "time left ~7m00s (early stop) / 1h35m (budget)")
     (job.run_dir / "metrics.json").write_text("{}")
     assert progress_line(job) == "sasrec-s1: done"
+
+
+def test_twelve_models_get_twelve_distinct_lines(tmp_path, monkeypatch):
+    styles = line_styles(12)  # SIGMA's Table 1: matplotlib's default cycle would repeat its first two colours
+    assert len(set(styles)) == 12 and styles[0] == ("C0", "-") and styles[10] == ("C0", "--")
+    groups = {}
+    for i in range(12):
+        run = tmp_path / f"m{i}-s1"
+        run.mkdir()
+        rows = [{"epoch": e, "valid": {"ndcg@20": 0.01 * e + 0.001 * i}} for e in (1, 2, 3)]
+        (run / "epochs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        groups[f"m{i}"] = [run]
+    import matplotlib.pyplot as plt
+
+    seen = []
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig, *a, **k):
+        seen.extend((line.get_color(), line.get_linestyle()) for line in fig.axes[0].get_lines())
+        return real_savefig(fig, *a, **k)
+
+    monkeypatch.setattr(plt.Figure, "savefig", spy)
+    path = learning_curves(groups, "ndcg@20", tmp_path / "curves.png")
+    assert path.stat().st_size > 0 and len(seen) == 12 and len(set(seen)) == 12
 
 
 @pytest.mark.parametrize("extra,says", [

@@ -213,6 +213,14 @@ def to_csv(table: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
+def line_styles(n: int) -> list[tuple[str, str]]:
+    """``n`` distinct (colour, line style) pairs: the ten tab10 colours, then the same colours dashed, dotted and
+    dash-dotted, so that a table of more than ten models (SIGMA's Table 1 has twelve) never repeats a line."""
+    colours = [f"C{i}" for i in range(10)]
+    dashes = ["-", "--", ":", "-."]
+    return [(colours[i % 10], dashes[(i // 10) % len(dashes)]) for i in range(n)]
+
+
 def learning_curves(groups: dict[str, list[Path]], metric: str, path: str | Path) -> Path:
     """A PNG of the validation ``metric`` per epoch, one line per model (mean over its runs at each epoch that
     every run reached; runs stop at different epochs)."""
@@ -222,7 +230,7 @@ def learning_curves(groups: dict[str, list[Path]], metric: str, path: str | Path
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, runs in groups.items():
+    for (name, runs), (colour, dash) in zip(groups.items(), line_styles(len(groups))):
         curves = []
         for p in runs:
             log = Path(p) / "epochs.jsonl"
@@ -231,7 +239,8 @@ def learning_curves(groups: dict[str, list[Path]], metric: str, path: str | Path
         n = min((len(c) for c in curves), default=0)
         if n:
             epochs = [e for e, _ in curves[0][:n]]
-            ax.plot(epochs, np.mean([[v for _, v in c[:n]] for c in curves], axis=0), label=f"{name} ({len(runs)})")
+            ax.plot(epochs, np.mean([[v for _, v in c[:n]] for c in curves], axis=0), label=f"{name} ({len(runs)})",
+                    color=colour, linestyle=dash)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation {metric}")
     ax.legend(fontsize=8)
