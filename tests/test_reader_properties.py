@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sigmarec.config import DataConfig
@@ -64,6 +64,7 @@ def mutate(text: str, ops: list[tuple]) -> bytes:
 @pytest.mark.parametrize("fmt", sorted(VALID))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(mutation, min_size=1, max_size=3))
+@example(ops=[("truncate", 0.25, 0), ("insert", 1.0, "-1")])  # ml-udata: a year-8812 date overflowed nanoseconds
 def test_a_damaged_file_loads_validly_or_fails_naming_file_and_line(tmp_path, fmt, ops):
     name, text, forbidden = VALID[fmt]
     path = tmp_path / name

@@ -219,7 +219,9 @@ def _timestamps(col: pd.Series, what: str, where: _Where) -> np.ndarray:
     if bad.any():
         row = int(np.argmax(bad))
         raise DataError(f"{where(row)}: expected a date/time for {what}, got {col.iloc[row]!r}")
-    return ((dt - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
+    # the epoch in the column's own unit: pandas parses far dates (year 8812) at "us", out of nanosecond range
+    epoch = pd.Timestamp(0, tz="UTC").as_unit(getattr(dt.dt, "unit", "ns"))
+    return ((dt - epoch) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
 
 
 def _frame(user: pd.Series, item: pd.Series, timestamp: np.ndarray | None, rating: np.ndarray | None) -> pd.DataFrame:
